@@ -1,0 +1,120 @@
+"""Tests for kopaths.schedules against closed forms, finite differences and transforms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kopaths import schedules as S
+
+ANALYTIC = [
+    S.CondOTSchedule(),
+    S.CondOTSchedule(sigma_min=1e-2),
+    S.VPSchedule(),
+    S.CosineSchedule(),
+    S.LinearVPSchedule(),
+    S.PolynomialSchedule(exponent=3.0),
+]
+IDS = ["condot", "condot_smin", "vp", "cosine", "linear_vp", "poly3"]
+
+
+def _fd(schedule, t, h=1e-4):
+    hi, lo = schedule(t + h), schedule(t - h)
+    return (hi.alpha - lo.alpha) / (2 * h), (hi.sigma - lo.sigma) / (2 * h)
+
+
+@pytest.mark.parametrize("schedule", ANALYTIC, ids=IDS)
+def test_boundary_conditions(schedule):
+    out0, out1 = schedule(0.0), schedule(1.0)
+    assert abs(float(out0.alpha)) < 1e-2  # VP has alpha_0 = exp(-5.025)
+    assert abs(float(out0.sigma) - 1.0) < 1e-4
+    assert abs(float(out1.alpha) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("schedule", ANALYTIC, ids=IDS)
+def test_derivatives_match_finite_differences(schedule):
+    t = jnp.linspace(0.05, 0.95, 19, dtype=jnp.float32)
+    fa, fs = _fd(schedule, t.astype(jnp.float64) if jax.config.jax_enable_x64 else t, h=1e-3)
+    out = schedule(t)
+    np.testing.assert_allclose(out.d_alpha, fa, rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(out.d_sigma, fs, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("schedule", ANALYTIC, ids=IDS)
+def test_derivatives_match_autodiff(schedule):
+    t = jnp.linspace(0.02, 0.98, 33)
+    out = schedule(t)
+    da = jax.vmap(jax.grad(lambda u: schedule(u).alpha))(t)
+    ds = jax.vmap(jax.grad(lambda u: schedule(u).sigma))(t)
+    np.testing.assert_allclose(out.d_alpha, da, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.d_sigma, ds, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ANALYTIC, ids=IDS)
+def test_snr_inverse_roundtrip_closed_form_and_bisection(schedule):
+    t = jnp.linspace(0.05, 0.95, 10)
+    s = schedule.snr(t)
+    np.testing.assert_allclose(schedule.snr_inverse(s), t, atol=1e-5)
+    np.testing.assert_allclose(S.Schedule.snr_inverse(schedule, s), t, atol=1e-5)
+
+
+def test_closed_forms_from_brief():
+    t = jnp.linspace(0.0, 1.0, 11)
+    np.testing.assert_allclose(S.CondOTSchedule(0.1)(t).sigma, 1 - 0.9 * t, atol=1e-7)
+    vp = S.VPSchedule(0.1, 20.0)(t)
+    big_t = 0.5 * (1 - t) ** 2 * 19.9 + (1 - t) * 0.1
+    np.testing.assert_allclose(vp.alpha, np.exp(-big_t / 2), rtol=1e-6)
+    np.testing.assert_allclose(vp.alpha**2 + vp.sigma**2, 1.0, atol=1e-6)
+    np.testing.assert_allclose(S.CosineSchedule()(t).alpha, np.sin(np.pi * t / 2), atol=1e-7)
+    np.testing.assert_allclose(S.PolynomialSchedule(2.0)(t).sigma, 1 - t**2, atol=1e-7)
+
+
+def test_schedules_are_pytrees_under_jit_vmap_grad():
+    sched = S.CosineSchedule()
+
+    @jax.jit
+    def f(schedule, t):
+        return schedule(t).alpha
+
+    assert np.isclose(f(sched, 0.5), np.sin(np.pi / 4))
+    tab = S.TabulatedSchedule.from_table(np.linspace(0, 1, 9), np.linspace(0, 1, 9), 1 - np.linspace(0, 1, 9))
+    # grad with respect to the table values themselves
+    g = jax.grad(lambda s: s(0.3).alpha)(tab)
+    assert np.isclose(float(jnp.sum(g.values[0])), 1.0, atol=1e-6)  # interpolation weights sum to one
+
+
+def test_tabulated_reproduces_smooth_schedule_and_consistent_derivatives():
+    ref = S.CosineSchedule()
+    knots = np.linspace(0, 1, 401)
+    out = ref(knots)
+    tab = S.TabulatedSchedule.from_table(knots, out.alpha, out.sigma)
+    t = jnp.linspace(0.001, 0.999, 257)
+    got, want = tab(t), ref(t)
+    np.testing.assert_allclose(got.alpha, want.alpha, atol=1e-6)
+    np.testing.assert_allclose(got.sigma, want.sigma, atol=1e-6)
+    np.testing.assert_allclose(got.d_alpha, want.d_alpha, atol=5e-3)
+    fa, fs = _fd(tab, jnp.linspace(0.01, 0.99, 97), h=1e-4)
+    inner = tab(jnp.linspace(0.01, 0.99, 97))
+    np.testing.assert_allclose(inner.d_alpha, fa, atol=5e-3)
+    np.testing.assert_allclose(inner.d_sigma, fs, atol=5e-3)
+
+
+def test_tabulated_rejects_bad_tables():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        S.TabulatedSchedule.from_table([0, 0.5, 0.5, 1], [0, 0.5, 0.6, 1], [1, 0.5, 0.4, 0])
+    with pytest.raises(ValueError, match="span"):
+        S.TabulatedSchedule.from_table([0, 0.5], [0, 1], [1, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        S.TabulatedSchedule.from_table([0, 0.5, 1], [0, np.nan, 1], [1, 0.5, 0])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0, float("nan")])
+def test_sigma_min_out_of_range(bad):
+    with pytest.raises(ValueError, match="sigma_min"):
+        S.CondOTSchedule(sigma_min=bad)
+
+
+def test_get_schedule():
+    assert isinstance(S.get_schedule("ddpm"), S.VPSchedule)
+    with pytest.raises(ValueError, match="Unknown schedule"):
+        S.get_schedule("nope")

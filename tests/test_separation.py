@@ -1,0 +1,102 @@
+"""Tests for the lambda estimator against closed forms and the naive reference."""
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import rademacher_lambda
+from kopaths.normalization import normalize
+from kopaths.separation import LambdaEstimate, estimate_lambda, gaussian_lambda, snr_grid, validate_table
+
+SNR = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
+
+
+def test_gaussian_data_gives_s2_over_1_plus_s2():
+    x = np.random.default_rng(0).standard_normal((20000, 1))
+    x, _ = normalize(x)
+    est = estimate_lambda(x, SNR, key=jax.random.key(1), num_noise=4096)
+    err = np.abs(est.lam - np.asarray(gaussian_lambda(SNR)))
+    # Monte Carlo error plus the finite-sample bias of 20k points at snr <= 4.
+    assert np.all(err <= 4 * est.stderr + 5e-3), (est.lam, est.stderr)
+    assert abs(est.lam[0]) < 1e-6  # centred data: lambda(0) = ||mean||^2 = 0
+
+
+def test_two_point_data_matches_quadrature():
+    x = np.tile(np.array([[1.0], [-1.0]]), (50, 1))
+    est = estimate_lambda(x, SNR, key=jax.random.key(2), num_noise=8192)
+    want = rademacher_lambda(SNR)
+    assert np.all(np.abs(est.lam - want) <= 4 * est.stderr + 1e-6), (est.lam, want)
+
+
+def test_well_separated_data_has_lambda_near_one_and_zero_error():
+    x = np.sqrt(64.0) * np.eye(64)[:8]  # 8 orthogonal points, ||x||^2 / d = 1
+    x = np.concatenate([x, -x])
+    est = estimate_lambda(x, np.array([3.0, 10.0]), key=jax.random.key(3), num_noise=512, check=False)
+    np.testing.assert_allclose(est.lam, 1.0, atol=1e-6)
+    np.testing.assert_allclose(est.stderr, 0.0, atol=1e-6)
+
+
+def test_lambda_is_above_gaussian_bound_and_below_one():
+    x, _ = normalize(np.random.default_rng(4).uniform(size=(3000, 16)))
+    s = snr_grid(24)
+    est = estimate_lambda(x, s, key=jax.random.key(5), num_noise=1024)
+    assert np.all(est.lam <= 1 + 1e-9)
+    assert np.all(est.lam >= np.asarray(gaussian_lambda(s)) - 4 * est.stderr - 1e-3)
+
+
+def test_shared_noise_equals_naive_and_is_chunk_invariant():
+    x, _ = normalize(np.random.default_rng(6).standard_normal((1000, 12)))
+    s = snr_grid(16)
+    key = jax.random.key(7)
+    ref = estimate_lambda(x, s, key=key, num_noise=300)
+    naive = estimate_lambda(x, s, key=key, num_noise=300, method="naive")
+    chunked = estimate_lambda(x, s, key=key, num_noise=300, noise_chunk=64, data_chunk=128)
+    np.testing.assert_allclose(naive.one_minus_lam, ref.one_minus_lam, atol=2e-5)
+    np.testing.assert_allclose(chunked.one_minus_lam, ref.one_minus_lam, atol=2e-5)
+    again = estimate_lambda(x, s, key=key, num_noise=300)
+    np.testing.assert_array_equal(again.one_minus_lam, ref.one_minus_lam)  # deterministic
+
+
+def test_memmap_input_streams(tmp_path):
+    x, _ = normalize(np.random.default_rng(8).standard_normal((500, 6)))
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    a = estimate_lambda(np.load(tmp_path / "x.npy", mmap_mode="r"), SNR, key=jax.random.key(0), num_noise=64, data_chunk=100)
+    b = estimate_lambda(x, SNR, key=jax.random.key(0), num_noise=64)
+    np.testing.assert_allclose(a.one_minus_lam, b.one_minus_lam, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (np.full((10, 3), np.nan), "NaN"),
+        (np.random.default_rng(0).standard_normal((10, 3)) * 5 + 3, "not normalised"),
+        (np.ones((1, 3)), "at least 2"),
+    ],
+)
+def test_bad_input_errors(data, match):
+    with pytest.raises(ValueError, match=match):
+        estimate_lambda(data, SNR, key=jax.random.key(0), num_noise=16)
+
+
+def test_bad_snr_grid():
+    x, _ = normalize(np.random.default_rng(0).standard_normal((10, 3)))
+    with pytest.raises(ValueError, match="snr"):
+        estimate_lambda(x, np.array([-1.0, 1.0]), key=jax.random.key(0), num_noise=16)
+
+
+def test_table_roundtrip_and_validation(tmp_path):
+    x, _ = normalize(np.random.default_rng(0).standard_normal((200, 3)))
+    est = estimate_lambda(x, snr_grid(8), key=jax.random.key(0), num_noise=64)
+    monotone = LambdaEstimate(est.snr, np.sort(est.one_minus_lam)[::-1], est.stderr, 200, 64, 3)
+    monotone.save(tmp_path / "lam.json")
+    back = LambdaEstimate.load(tmp_path / "lam.json")
+    np.testing.assert_array_equal(back.one_minus_lam, monotone.one_minus_lam)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        LambdaEstimate.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not monotone"):
+        validate_table([0.0, 1.0, 2.0], [0.0, 0.6, 0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        validate_table([0.0, 1.0], [0.0, np.nan])
