@@ -1,0 +1,68 @@
+"""Matplotlib figures shared by the pipeline and the experiments (Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kopaths.lambda_fit import LambdaFit  # noqa: E402
+from kopaths.schedules import Schedule  # noqa: E402
+from kopaths.separation import LambdaEstimate  # noqa: E402
+
+__all__ = ["plot_lambda", "plot_schedules", "plot_energies"]
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_lambda(path: str, estimates: Mapping[str, tuple[LambdaEstimate | None, LambdaFit]]) -> str:
+    r"""Plots :math:`\hat\lambda(\theta)` (points with 2-sigma bars, and the fit) and :math:`\gamma(\theta)`."""
+    fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(10, 4))
+    theta = np.linspace(0.0, 0.5 * math.pi, 400)
+    ax_l.plot(theta, np.sin(theta) ** 2, "k:", label="Gaussian  s²/(1+s²)")
+    for name, (est, fit) in estimates.items():
+        (line,) = ax_l.plot(theta, np.asarray(fit(jnp.tan(jnp.asarray(theta[:-1])))).tolist() + [1.0], label=name)
+        if est is not None:
+            th = np.arctan(est.snr)
+            ax_l.errorbar(th, est.lam, yerr=2 * est.stderr, fmt=".", ms=2, color=line.get_color(), alpha=0.5)
+        ax_g.plot(theta, np.asarray(fit.gamma(jnp.asarray(theta))), color=line.get_color(), label=name)
+    ax_l.set(xlabel=r"$\theta = \arctan s$", ylabel=r"$\lambda$", title="data separation function")
+    ax_g.set(xlabel=r"$\theta$", ylabel=r"$\gamma(\theta)$", title="metric weight  γ = 1 − (1−λ)/cos²θ")
+    ax_l.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_schedules(path: str, schedules: Mapping[str, Schedule]) -> str:
+    r"""Plots :math:`\alpha_t` and :math:`\sigma_t` of several schedules."""
+    fig, (ax_a, ax_s) = plt.subplots(1, 2, figsize=(10, 4))
+    t = jnp.linspace(0.0, 1.0, 401)
+    for name, schedule in schedules.items():
+        out = schedule(t)
+        ax_a.plot(t, out.alpha, label=name)
+        ax_s.plot(t, out.sigma, label=name)
+    ax_a.set(xlabel="t", ylabel=r"$\alpha_t$", title="signal coefficient")
+    ax_s.set(xlabel="t", ylabel=r"$\sigma_t$", title="noise coefficient")
+    ax_a.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_energies(path: str, energies: Mapping[str, float], *, title: str = "kinetic energy per dimension") -> str:
+    """Bar chart of kinetic energies."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(energies)
+    values = [energies[n] for n in names]
+    bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set(ylabel="KE", title=title)
+    return _save(fig, path)

@@ -1,0 +1,86 @@
+"""End-to-end tests of the main job through the CLI, on tiny generated Fashion-MNIST-style data."""
+
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from kopaths import cli
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def tiny_args(tmp_path_factory):
+    """CLI overrides pointing the default pipeline at 200 smooth random 28x28 images."""
+    src = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 200), ("t10k", 50)):
+        base = rng.uniform(0, 255, size=(n, 7, 7))
+        images = np.kron(base, np.ones((4, 4))).astype(np.uint8)  # smooth-ish, well separated
+        _write_idx(src / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    data_dir = tmp_path_factory.mktemp("tfds")
+    return [
+        "--set", f"data.source_path='{src}'", "--set", f"data.data_dir='{data_dir}'",
+        "--set", "separation.num_data=200", "--set", "separation.num_noise=64", "--set", "separation.num_snr=32",
+        "--set", "data.resolution=14",
+    ]
+
+
+def test_main_job_writes_report_and_resumes(tmp_path, tiny_args, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["run", "--outdir", out, *tiny_args]) == 0
+    for name in ["lambda.json", "ko_schedule.json", "energies.json", "report.md", "lambda.png", "schedules.png"]:
+        assert os.path.exists(os.path.join(out, name)), name
+    energies = json.load(open(os.path.join(out, "energies.json")))
+    assert energies["KO"]["kinetic_energy"] <= energies["Cond-OT"]["kinetic_energy"] + 1e-6
+    before = open(os.path.join(out, "lambda.json")).read()
+    os.remove(os.path.join(out, "report.md"))
+    assert cli.main(["run", "--outdir", out, *tiny_args]) == 0  # resumes, recomputes only the report
+    assert "reusing" in capsys.readouterr().out
+    assert open(os.path.join(out, "lambda.json")).read() == before
+    # a different config in the same folder is refused, and nothing is overwritten
+    assert cli.main(["run", "--outdir", out, *tiny_args, "--set", "separation.num_noise=32"]) == 2
+    assert "different" in capsys.readouterr().err
+    assert open(os.path.join(out, "lambda.json")).read() == before
+
+
+def test_same_seed_gives_bit_identical_results(tmp_path, tiny_args):
+    outs = [str(tmp_path / f"r{i}") for i in range(2)]
+    for out in outs:
+        assert cli.main(["run", "--outdir", out, *tiny_args]) == 0
+    for name in ["lambda.json", "ko_schedule.json"]:
+        a, b = (json.load(open(os.path.join(out, name))) for out in outs)
+        for d in (a, b):
+            d.pop("seconds", None), d.pop("solve_seconds", None)
+        assert a == b, name
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "data.source_path='/nonexistent/folder'", "--set", "data.data_dir='/tmp/kopaths-empty-dir'"], "error"),
+        (["--set", "ko.sigma_min=1.5"], "sigma_min"),
+        (["--config", "/nonexistent/config.py"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_args, extra, message, capsys):
+    assert cli.main(["run", "--outdir", str(tmp_path / "bad"), *tiny_args, *extra]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("kopaths run: error:") and message in last
+
+
+def test_solve_rejects_bad_lambda_table(tmp_path, capsys):
+    bad = tmp_path / "lambda.json"
+    bad.write_text(json.dumps({"snr": [0, 1, 2], "one_minus_lambda": [1.0, 0.2, 0.5], "stderr": [0, 0, 0],
+                               "num_data": 2, "num_noise": 2, "dim": 1}))
+    assert cli.main(["solve", "--outdir", str(tmp_path), "--lambda_table", str(bad)]) == 2
+    assert "not monotone" in capsys.readouterr().err
