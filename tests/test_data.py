@@ -304,6 +304,8 @@ def test_statistics_match_normalize_and_are_cached(fmnist_cfg):
     np.testing.assert_allclose(spec.stats.scale, ref.scale, rtol=1e-6)
     deq = data_spec(fmnist_cfg).stats
     np.testing.assert_allclose(deq.scale**2, spec.stats.scale**2 + 1 / 12, rtol=1e-6)
+    _, test_stats = load_array(cfg, split="test")
+    np.testing.assert_array_equal(test_stats.mean, spec.stats.mean)  # always the train-split statistics
     cache = os.path.join(cfg.data_dir, "kopaths_stats")
     assert any(f.endswith(".json") for _, _, fs in os.walk(cache) for f in fs)
 

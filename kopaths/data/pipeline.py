@@ -49,9 +49,9 @@ def _dequantization(data_cfg: ml_collections.ConfigDict, split: SplitSource) -> 
     return Dequantization("uniform" if data_cfg.dequantize else "none", 256)
 
 
-def _spec_for(data_cfg: ml_collections.ConfigDict, split: SplitSource) -> DataSpec:
+def _spec_for(data_cfg: ml_collections.ConfigDict, split: SplitSource, split_name: str) -> DataSpec:
     stats_split_name = data_cfg.get("stats_split") or "train"
-    stats_split = split if stats_split_name == data_cfg.get("split") else open_split(data_cfg, stats_split_name)
+    stats_split = split if stats_split_name == split_name else open_split(data_cfg, stats_split_name)
     moments = split_moments(stats_split, stats_split_name, data_cfg.get("resolution"))
     deq = _dequantization(data_cfg, split)
     return DataSpec(split.element_shape, affine_stats(moments, deq), deq, len(stats_split))
@@ -59,7 +59,8 @@ def _spec_for(data_cfg: ml_collections.ConfigDict, split: SplitSource) -> DataSp
 
 def data_spec(data_cfg: ml_collections.ConfigDict) -> DataSpec:
     """Returns the :class:`DataSpec` of ``data_cfg`` (statistics from ``data_cfg.stats_split``, cached)."""
-    return _spec_for(data_cfg, open_split(data_cfg, data_cfg.get("stats_split") or "train"))
+    stats_split_name = data_cfg.get("stats_split") or "train"
+    return _spec_for(data_cfg, open_split(data_cfg, stats_split_name), stats_split_name)
 
 
 def _seeds(seed: int) -> tuple[int, int]:
@@ -172,8 +173,8 @@ def make_train_iterator(data_cfg: ml_collections.ConfigDict, *, seed: int, globa
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
     split = open_split(data_cfg, data_cfg.split)
-    spec = _spec_for(data_cfg, split)
-    ds = grain.MapDataset.source(split.source).shuffle(seed=shuffle_seed).repeat().map(split.decode)
+    spec = _spec_for(data_cfg, split, data_cfg.split)
+    ds = grain.MapDataset.source(split.batched_source()).shuffle(seed=shuffle_seed).repeat().map(split.decode)
     if spec.dequantization.kind == "uniform":
         ds = ds.random_map(_add_uniform, seed=noise_seed)
     elif spec.dequantization.kind == "none":
@@ -199,7 +200,7 @@ def load_array(data_cfg: ml_collections.ConfigDict, split: str | None = None,
     """
     split_name = split or data_cfg.split
     source = open_split(data_cfg, split_name)
-    spec = _spec_for(data_cfg, source)
+    spec = _spec_for(data_cfg, source, split_name)
     n = len(source) if max_examples is None else min(int(max_examples), len(source))
     if n < 1:
         raise ValueError(f"max_examples must be >= 1, got {max_examples}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ml_collections
 import numpy as np
@@ -24,7 +24,7 @@ from kopaths.data.mnist_pickle import HOW_TO_GET as MNIST_HOW_TO_GET
 from kopaths.data.mnist_pickle import default_mnist_pickle
 from kopaths.data.transforms import box_downsample
 
-__all__ = ["SplitSource", "local_builder", "open_split", "prepare_dataset"]
+__all__ = ["BatchedRecordSource", "SplitSource", "local_builder", "open_split", "prepare_dataset"]
 
 _LOCAL_BUILDERS = {"fashion_mnist": KopathsFashionMnist, "mnist": KopathsMnist, "checkerboard": KopathsCheckerboard}
 
@@ -53,14 +53,37 @@ class SplitSource:
     def __len__(self) -> int:
         return len(self.source)
 
+    def records(self, keys: Sequence[int]) -> list:
+        """Raw records for ``keys``, read in one batched (parallel for array_record) call."""
+        keys = [int(k) for k in keys]
+        try:
+            return list(self.source.__getitems__(keys))
+        except TypeError:  # tfds.testing.mock_data sources only implement __getitem__.
+            return [self.source[k] for k in keys]
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Decoded examples ``start .. stop-1`` in stored order, stacked."""
-        keys = list(range(start, stop))
-        try:
-            records = self.source.__getitems__(keys)
-        except TypeError:  # tfds.testing.mock_data sources only implement __getitem__.
-            records = [self.source[k] for k in keys]
-        return np.stack([self.decode(r) for r in records])
+        return np.stack([self.decode(r) for r in self.records(range(start, stop))])
+
+    def batched_source(self) -> "BatchedRecordSource":
+        """This split as a grain source with batched reads."""
+        return BatchedRecordSource(self)
+
+
+class BatchedRecordSource:
+    """Grain random-access source over a :class:`SplitSource` that reads a batch's records in one call."""
+
+    def __init__(self, split: SplitSource):
+        self._split = split
+
+    def __len__(self) -> int:
+        return len(self._split)
+
+    def __getitem__(self, index: int):
+        return self._split.source[int(index)]
+
+    def _getitems(self, indices: Sequence[int]) -> list:
+        return self._split.records(indices)
 
 
 def local_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.GeneratorBasedBuilder:

@@ -60,6 +60,14 @@ class Dequantization:
         if (self.kind == "continuous") != (self.num_levels is None):
             raise ValueError("num_levels must be None exactly for continuous data.")
 
+    @property
+    def dequant_scale(self) -> float:
+        """Size of one quantisation level in the units ``stats`` was fitted on (``v``): always 1.
+
+        This is the ``dequant_scale`` argument of :func:`kopaths.likelihood.bits_per_dim`.
+        """
+        return 1.0
+
     def bits_per_dim(self, log_px, stats: AffineStats):
         """Bits/dim of the stored data from ``log_px`` (nats, per example) of the model variable ``x``."""
         if self.kind == "none":

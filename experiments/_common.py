@@ -1,0 +1,58 @@
+"""Helpers shared by the data experiments: run records and small JSON/PNG outputs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+
+import numpy as np
+
+__all__ = ["git_commit", "reproduce_command", "run_record", "write_json"]
+
+
+def git_commit() -> str | None:
+    """Current git commit of the repository, or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def reproduce_command(module: str, argv: list[str]) -> str:
+    """The command that reruns ``module`` (e.g. ``"experiments.lambda_stability"``) with ``argv``."""
+    return " ".join(["python", "-m", module, *map(shlex.quote, argv)])
+
+
+def run_record(module: str, argv: list[str], wall_seconds: float) -> dict:
+    """Where, when and how a run was made (``argv``: the flags it ran with)."""
+    import jax
+
+    return {
+        "command": reproduce_command(module, argv),
+        "git_commit": git_commit(),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall_seconds, 2),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
+    }
+
+
+def _default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as indented JSON (NumPy values converted)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, default=_default)
+        f.write("\n")
