@@ -1,0 +1,253 @@
+r"""The data separation function and the kinetic-optimal (KO) path of the 2-D checkerboard.
+
+Draws ``n`` points of the checkerboard (``kopaths.data.checkerboard``; uniform on the 8 dark
+squares of a 4x4 board on ``[-4, 4]^2``, as in Shaul et al. 2023), normalises them, estimates
+:math:`\hat\lambda` with the shared-noise estimator (``k`` noise samples, chunked), fits it, and
+solves the KO schedule twice: closed form (unfolded geodesic) and shooting on Theorem 3.1's ODE.
+It then compares the kinetic energies of KO, Cond-OT and SI (cosine) on the fitted
+:math:`\hat\lambda`.
+
+Outputs in ``--outdir``:
+
+* ``checkerboard_ko.png``: :math:`\hat\lambda(\theta)` (with the standard-error band) and
+  :math:`\gamma(\theta)`, the schedules :math:`\alpha_t, \sigma_t` of KO, Cond-OT and SI, and a bar
+  chart of their kinetic energies;
+* ``table.json``: :math:`\int(1-\hat\lambda)`, ``b``, the KE of each schedule, solve times of both
+  KO methods (first call, which includes compilation, and a repeat) and their max
+  :math:`|\Delta\alpha|, |\Delta\sigma|` on a fine t grid, and the run record;
+* ``ko_schedule.json`` (:meth:`kopaths.KOSchedule.save`; load with ``kopaths.load_ko_schedule``) and
+  ``lambda_hat.json`` (:meth:`kopaths.LambdaEstimate.save`);
+* ``README.md`` with the reproduce command and the numbers.
+
+Run from the repository root::
+
+    python -m experiments.checkerboard_ko
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kopaths.data.checkerboard import checkerboard_chunks  # noqa: E402
+from kopaths.kinetic import conditional_energy, kinetic_energy  # noqa: E402
+from kopaths.ko import solve_ko  # noqa: E402
+from kopaths.lambda_fit import fit_lambda  # noqa: E402
+from kopaths.normalization import normalize  # noqa: E402
+from kopaths.schedules import CondOTSchedule, CosineSchedule  # noqa: E402
+from kopaths.separation import estimate_lambda, snr_grid  # noqa: E402
+
+HALF_PI = 0.5 * math.pi
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line flags; ``--quick`` overrides the sizes with tiny ones (for tests)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num_data", type=int, default=200_000, help="n: checkerboard points")
+    p.add_argument("--num_noise", type=int, default=2048, help="k: shared (index, noise) samples")
+    p.add_argument("--num_snr", type=int, default=128, help="snr grid points (theta uniform on [0, pi/2))")
+    p.add_argument("--noise_chunk", type=int, default=1024, help="rows of the k axis processed together")
+    p.add_argument("--data_chunk", type=int, default=2048, help="data rows processed together")
+    p.add_argument("--sigma_min", type=float, default=0.0, help="end noise level of the KO and Cond-OT paths")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data sample and of the estimator key")
+    p.add_argument("--outdir", default="experiments/results/checkerboard_ko")
+    p.add_argument("--no_repeat_solves", dest="repeat_solves", action="store_false",
+                   help="time each KO method once (first call, with compilation) instead of twice")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes for tests: n=2048, k=128, 32 snr points, no repeat solves")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.num_data, args.num_noise, args.num_snr, args.repeat_solves = 2048, 128, 32, False
+    return args
+
+
+def checkerboard_data(n: int, seed: int) -> np.ndarray:
+    """``n`` normalised checkerboard points, ``float32 (n, 2)``, a function of ``seed`` only."""
+    y = np.concatenate([pts for _, pts in checkerboard_chunks(n, seed)])
+    return normalize(y)[0]
+
+
+def timed_solve(fit, sigma_min: float, method: str, repeat: bool = True) -> tuple:
+    """Solves KO (twice if ``repeat``); returns ``(schedule, first-call seconds, repeat seconds or None)``.
+
+    The first call includes JAX tracing/compilation, the repeat is the steady-state solve time.
+    """
+    first = solve_ko(fit, sigma_min, method=method)
+    if not repeat:
+        return first, first.solve_seconds, None
+    second = solve_ko(fit, sigma_min, method=method)
+    return second, first.solve_seconds, second.solve_seconds
+
+
+def schedule_curves(schedules: dict, t: np.ndarray) -> dict:
+    """``{name: (alpha, sigma)}`` on the time grid ``t`` (float64 NumPy)."""
+    out = {}
+    for name, sched in schedules.items():
+        res = sched(jnp.asarray(t, jnp.float32))
+        out[name] = (np.asarray(res.alpha, np.float64), np.asarray(res.sigma, np.float64))
+    return out
+
+
+def plot_all(est, fit, curves: dict, energies: dict, t: np.ndarray, path: str) -> None:
+    """Four panels: lambda(theta), gamma(theta), alpha_t/sigma_t, and the kinetic-energy bars."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
+    theta_est = np.arctan(est.snr)
+    theta = np.linspace(0.0, HALF_PI * (1 - 1e-4), 600)
+    ax = axes[0]
+    ax.fill_between(theta_est, est.lam - 2 * est.stderr, est.lam + 2 * est.stderr, color="C0", alpha=0.25,
+                    label=r"$\hat\lambda\pm2$ s.e.")
+    ax.plot(theta_est, est.lam, "C0.", ms=2.5)
+    ax.plot(theta, np.asarray(fit(np.tan(theta))), "C0-", lw=1, label="monotone fit")
+    ax.plot(theta, np.sin(theta) ** 2, "k--", lw=1, label=r"Gaussian $s^2/(1+s^2)$")
+    ax.set(xlabel=r"$\theta=\arctan s$", ylabel=r"$\lambda$", title=r"separation $\hat\lambda(\theta)$",
+           xlim=(0, HALF_PI), ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(theta, np.asarray(fit.gamma(theta)), "C1-")
+    ax.set(xlabel=r"$\theta$", ylabel=r"$\gamma$", title=r"$\gamma(\theta)=1-(1-\lambda)/\cos^2\theta$",
+           xlim=(0, HALF_PI), ylim=(0, 1.02))
+    ax = axes[2]
+    styles = {"KO": "C3", "Cond-OT": "C0", "SI (cosine)": "C2"}
+    for name, (a, s) in curves.items():
+        ax.plot(t, a, "-", color=styles[name], label=rf"{name} $\alpha_t$")
+        ax.plot(t, s, "--", color=styles[name], label=rf"{name} $\sigma_t$")
+    ax.set(xlabel="t", title=r"schedules $\alpha_t$ (solid), $\sigma_t$ (dashed)", xlim=(0, 1))
+    ax.legend(fontsize=6.5, ncol=2)
+    ax = axes[3]
+    names = list(energies)
+    bars = ax.bar(names, [energies[k] for k in names], color=[styles[k] for k in names])
+    for bar, name in zip(bars, names):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{energies[name]:.4f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set(ylabel="kinetic energy per dim", title="KE on checkerboard $\\hat\\lambda$")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_record(wall_seconds: float, argv) -> dict:
+    """Where, when and how the run was made."""
+    return {
+        "command": " ".join(["python", "-m", "experiments.checkerboard_ko", *map(shlex.quote, argv)]),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall_seconds, 2),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
+    }
+
+
+def write_readme(path: str, table: dict) -> None:
+    """Short README with the command and the headline numbers."""
+    rec, c = table["run"], table["config"]
+    ke = table["kinetic_energy"]
+    ko = table["ko"]
+    fmt = lambda v: "not repeated" if v is None else f"{v:.3g} s"  # noqa: E731
+    lines = [
+        "# lambda-hat and the kinetic-optimal path of the 2-D checkerboard",
+        "",
+        "Reproduce (from the repository root):",
+        "",
+        f"    {rec['command']}",
+        "",
+        f"Wall time: {rec['wall_seconds']:.0f} s on {rec['machine']} (finished {rec['finished_utc']}); "
+        f"the lambda estimate took {table['lambda']['estimate_seconds']:.0f} s.",
+        f"n = {c['num_data']} points, k = {c['num_noise']} noise samples, {c['num_snr']} snr points, "
+        f"sigma_min = {c['sigma_min']}, seed = {c['seed']}.",
+        "",
+        f"- integral of (1 - lambda-hat) over s: {table['lambda']['integral_one_minus_lambda']:.4f} "
+        f"(max standard error of lambda-hat {table['lambda']['max_stderr']:.2g})",
+        f"- KO: b = {ko['b']:.5f}; kinetic energy KO {ke['KO']:.5f}, Cond-OT {ke['Cond-OT']:.5f}, "
+        f"SI (cosine) {ke['SI (cosine)']:.5f} (Cond-OT by the identity 2 - integral: "
+        f"{table['kinetic_energy_condot_identity']})",
+        f"- KO solve time (repeat call): closed form {fmt(ko['closed_form_seconds'])} (first call, with "
+        f"compilation: {ko['closed_form_first_call_seconds']:.3g} s), shooting {fmt(ko['shooting_seconds'])} "
+        f"(first call {ko['shooting_first_call_seconds']:.3g} s); b from shooting {ko['b_shooting']:.6f}",
+        f"- closed form vs shooting on {ko['compare_num_t']} times: max |d alpha| = {ko['max_abs_diff_alpha']:.2e}, "
+        f"max |d sigma| = {ko['max_abs_diff_sigma']:.2e}",
+        "",
+        "`checkerboard_ko.png`: lambda-hat(theta) with a 2-standard-error band and its monotone fit; gamma(theta); "
+        "alpha_t and sigma_t of KO, Cond-OT and SI; the kinetic energy of each on the fitted lambda-hat. "
+        "`ko_schedule.json` is the closed-form KO schedule (`kopaths.load_ko_schedule`), "
+        "`lambda_hat.json` the estimate (`kopaths.LambdaEstimate.load`), `table.json` all numbers.",
+        "",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None) -> dict:
+    """Runs the experiment and writes all outputs; returns the table."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    start = time.perf_counter()
+    os.makedirs(args.outdir, exist_ok=True)
+    x = checkerboard_data(args.num_data, args.seed)
+    est = estimate_lambda(x, snr_grid(args.num_snr), key=jax.random.key(args.seed), num_noise=args.num_noise,
+                          noise_chunk=args.noise_chunk, data_chunk=args.data_chunk, progress=True)
+    est.save(os.path.join(args.outdir, "lambda_hat.json"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_lambda(est)
+    integral = fit.integral_one_minus_lambda()
+
+    ko, cf_first, cf_time = timed_solve(fit, args.sigma_min, "closed_form", args.repeat_solves)
+    ko_shoot, sh_first, sh_time = timed_solve(fit, args.sigma_min, "shooting", args.repeat_solves)
+    ko.save(os.path.join(args.outdir, "ko_schedule.json"))
+    t_grid = np.linspace(0.0, 1.0, 2001)  # one grid for the comparison and the plot (one compile)
+    cmp = schedule_curves({"cf": ko, "sh": ko_shoot}, t_grid)
+
+    schedules = {"KO": ko, "Cond-OT": CondOTSchedule(sigma_min=args.sigma_min), "SI (cosine)": CosineSchedule()}
+    energies = {name: float(jax.jit(kinetic_energy)(s, fit)) for name, s in schedules.items()}
+    plot_all(est, fit, schedule_curves(schedules, t_grid), energies, t_grid,
+             os.path.join(args.outdir, "checkerboard_ko.png"))
+
+    table = {
+        "description": "lambda-hat and the KO path of the 2-D checkerboard; KE of KO, Cond-OT and SI on lambda-hat.",
+        "config": {k: v for k, v in vars(args).items() if k != "outdir"},
+        "lambda": {
+            "integral_one_minus_lambda": integral,
+            "max_stderr": float(np.max(est.stderr)),
+            "estimate_seconds": est.seconds,
+            "fit_warnings": [str(w.message) for w in caught],
+        },
+        "ko": {
+            "b": ko.b,
+            "b_shooting": ko_shoot.b,
+            "energy_closed_form": ko.energy,
+            "closed_form_seconds": cf_time,
+            "closed_form_first_call_seconds": cf_first,
+            "shooting_seconds": sh_time,
+            "shooting_first_call_seconds": sh_first,
+            "compare_num_t": int(t_grid.size),
+            "max_abs_diff_alpha": float(np.max(np.abs(cmp["cf"][0] - cmp["sh"][0]))),
+            "max_abs_diff_sigma": float(np.max(np.abs(cmp["cf"][1] - cmp["sh"][1]))),
+        },
+        "kinetic_energy": energies,
+        "kinetic_energy_condot_identity": 2.0 - integral if args.sigma_min == 0.0 else None,
+        "conditional_energy": {name: float(conditional_energy(s)) for name, s in schedules.items()},
+        "run": run_record(time.perf_counter() - start, argv),
+    }
+    with open(os.path.join(args.outdir, "table.json"), "w") as f:
+        json.dump(table, f, indent=1)
+        f.write("\n")
+    write_readme(os.path.join(args.outdir, "README.md"), table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Smoke tests of the core experiments (n/sqrt(d) scaling, checkerboard KO) on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+separation_scaling = pytest.importorskip("experiments.separation_scaling")
+checkerboard_ko = pytest.importorskip("experiments.checkerboard_ko")
+
+
+def test_separation_scaling_quick(tmp_path):
+    out = tmp_path / "scaling"
+    table = separation_scaling.main(["--quick", "--outdir", str(out)])
+    for name in ("scaling.png", "lambda_curves.png", "table.json", "README.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    on_disk = json.loads((out / "table.json").read_text())
+    assert on_disk["rows"] == json.loads(json.dumps(table["rows"]))
+    rows = on_disk["rows"]
+    assert len(rows) == 8 and {r["family"] for r in rows} == {"gaussian", "lowrank"}
+    for r in rows:
+        assert r["n_over_sqrt_d"] == pytest.approx(r["n"] / math.sqrt(r["d"]))
+        # Theorem 4.1 and the trivial bounds 0 <= integral <= pi/2 (lambda >= s^2/(1+s^2)).
+        assert 0.0 <= r["integral_one_minus_lambda"] <= min(r["bound_3n_over_sqrt_d"], 0.5 * math.pi + 1e-6)
+        assert r["bound_holds"]
+        # Quadrature KE of Cond-OT against the identity KE = 2 - integral.
+        assert r["ke_condot"] == pytest.approx(r["ke_condot_identity"], abs=1e-3)
+        if not r["ko_degenerate"]:
+            assert r["ke_ko"] <= r["ke_condot"] + 1e-6
+            assert r["ke_gap_condot_minus_ko"] >= -1e-6
+    assert on_disk["summary"]["bound_holds_all"]
+    # At fixed n, lambda tends to 1 as d grows: the integral shrinks from d=4 to d=64.
+    for fam in ("gaussian", "lowrank"):
+        for n in (8, 32):
+            by_d = {r["d"]: r["integral_one_minus_lambda"] for r in rows if r["family"] == fam and r["n"] == n}
+            assert by_d[64] < by_d[4]
+    assert "python -m experiments.separation_scaling --quick" in (out / "README.md").read_text()
+
+
+def test_checkerboard_ko_quick(tmp_path):
+    out = tmp_path / "checkerboard"
+    table = checkerboard_ko.main(["--quick", "--outdir", str(out)])
+    for name in ("checkerboard_ko.png", "table.json", "ko_schedule.json", "lambda_hat.json", "README.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    on_disk = json.loads((out / "table.json").read_text())
+    assert on_disk["ko"] == json.loads(json.dumps(table["ko"]))
+    ke = on_disk["kinetic_energy"]
+    assert ke["KO"] <= ke["Cond-OT"] + 1e-4 and ke["KO"] <= ke["SI (cosine)"] + 1e-4
+    assert ke["KO"] == pytest.approx(on_disk["ko"]["b"], rel=5e-3)  # KE(KO) = b
+    assert on_disk["ko"]["b_shooting"] == pytest.approx(on_disk["ko"]["b"], abs=1e-5)
+    assert on_disk["ko"]["max_abs_diff_alpha"] < 1e-4 and on_disk["ko"]["max_abs_diff_sigma"] < 1e-4
+    integral = on_disk["lambda"]["integral_one_minus_lambda"]
+    assert 0.0 < integral <= min(3 * 2048 / math.sqrt(2), 0.5 * math.pi + 1e-6)
+    assert ke["Cond-OT"] == pytest.approx(on_disk["kinetic_energy_condot_identity"], abs=1e-3)
+
+    from kopaths import LambdaEstimate, load_ko_schedule
+
+    sched = load_ko_schedule(out / "ko_schedule.json")
+    assert sched.b == pytest.approx(on_disk["ko"]["b"])
+    est = LambdaEstimate.load(out / "lambda_hat.json")
+    assert est.num_data == 2048 and est.dim == 2 and est.snr.size == 32
