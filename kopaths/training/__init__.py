@@ -1,0 +1,1 @@
+"""Training utilities: loss, optimiser, sharding, state, checkpointing and data adapters."""

@@ -1,0 +1,113 @@
+"""Shapes, parameter counts and basic behaviour of the velocity models."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kopaths.models import MLP, UNet, build_model, count_params
+from kopaths.models.layers import timestep_embedding
+
+TINY_UNET = dict(name="unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,),
+                 num_heads=2, dropout=0.1)
+
+
+def _init(model, x):
+    return jax.jit(model.init)(jax.random.key(0), x, jnp.zeros((x.shape[0],)))["params"]
+
+
+def test_timestep_embedding_shape_and_values():
+    emb = timestep_embedding(jnp.array([0.0, 1.0, 2.5]), 7)
+    assert emb.shape == (3, 7)
+    np.testing.assert_allclose(emb[0], [1, 1, 1, 0, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(emb[2, 0], np.cos(2.5), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    """One tiny 3-channel U-Net, its parameters and a shared jitted apply (compiled once per mode)."""
+    model = build_model(TINY_UNET)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    return model, _init(model, x), jax.jit(model.apply, static_argnames="train"), x
+
+
+def test_unet_output_shape_and_zero_init(unet):
+    model, params, apply, x = unet
+    out = apply({"params": params}, x, jnp.full((2,), 0.3))
+    assert out.shape == x.shape and out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, 0.0)  # ADM zero-initialises every residual branch's last layer
+
+
+def test_unet_param_count_matches_adm_formula(unet):
+    # Hand count for model_channels=8, mult=(1, 2), one res block, attention at ds=2, scale-shift norm.
+    def conv(i, o, k=3):
+        return i * o * k * k + o
+
+    def dense(i, o):
+        return i * o + o
+
+    def norm(c):
+        return 2 * c
+
+    emb = 32
+
+    def res(i, o):
+        skip = conv(i, o, 1) if i != o else 0
+        return norm(i) + conv(i, o) + dense(emb, 2 * o) + norm(o) + conv(o, o) + skip
+
+    def attn(c):
+        return norm(c) + dense(c, 3 * c) + dense(c, c)
+
+    expected = (
+        dense(8, emb) + dense(emb, emb) + conv(3, 8)
+        + res(8, 8) + conv(8, 8) + res(8, 16) + attn(16)  # down path
+        + res(16, 16) + attn(16) + res(16, 16)  # middle
+        + res(32, 16) + attn(16) + res(24, 16) + attn(16) + conv(16, 16)  # up, level 1
+        + res(24, 8) + res(16, 8)  # up, level 0
+        + norm(8) + conv(8, 3)
+    )
+    assert count_params(unet[1]) == expected
+
+
+def test_unet_depends_on_time_and_input(unet):
+    model, params, apply, x = unet
+    rng = np.random.default_rng(3)
+    params = jax.tree.map(lambda p: np.asarray(p) + 0.05 * rng.standard_normal(p.shape, np.float32), params)
+    a = apply({"params": params}, x, jnp.zeros(2))
+    b = apply({"params": params}, x, jnp.ones(2))
+    c = apply({"params": params}, np.asarray(x) * 2, jnp.zeros(2))
+    assert float(jnp.abs(a - b).max()) > 1e-4 and float(jnp.abs(a - c).max()) > 1e-4
+
+
+def test_unet_dropout_only_in_train_mode(unet):
+    model, params, apply, x = unet
+    params = jax.tree.map(lambda p: np.asarray(p) + np.float32(0.05), params)
+    t = jnp.full((2,), 0.5)
+    np.testing.assert_array_equal(apply({"params": params}, x, t), apply({"params": params}, x, t))
+    d1 = apply({"params": params}, x, t, train=True, rngs={"dropout": jax.random.key(0)})
+    d2 = apply({"params": params}, x, t, train=True, rngs={"dropout": jax.random.key(1)})
+    assert float(jnp.abs(d1 - d2).max()) > 0
+
+
+def test_unet_rejects_indivisible_resolution():
+    model = build_model(dict(TINY_UNET, channel_mult=(1, 2, 2)))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 1)), jnp.zeros((1,)))
+
+
+def test_mlp_shape_and_param_count():
+    model = build_model(dict(name="mlp", hidden_sizes=(16, 16), time_embed_dim=8))
+    assert isinstance(model, MLP)
+    x = jnp.ones((5, 2))
+    params = model.init(jax.random.key(0), x, jnp.zeros((5,)))["params"]
+    expected = (8 * 8 + 8) + (2 * 16 + 16) + (8 * 16 + 16) + (16 * 16 + 16) + (8 * 16 + 16) + (16 * 2 + 2)
+    assert count_params(params) == expected
+    assert model.apply({"params": params}, x, jnp.full((5,), 0.1)).shape == (5, 2)
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="Unknown model name"):
+        build_model(dict(name="resnet"))
+    with pytest.raises(ValueError, match="channels_typo"):
+        build_model(dict(name="unet", channels_typo=3))
+    assert isinstance(build_model(dict(name="unet", channel_mult=[1, 2], dtype="bfloat16")), UNet)

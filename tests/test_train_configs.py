@@ -1,0 +1,74 @@
+"""Experiment configs: every path builds, and the runlocal variants train through ``main``."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kopaths.train import train_and_evaluate
+from kopaths.training import config_lib
+from kopaths.training.metrics import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Subprocesses only check behaviour, so they skip XLA's expensive LLVM passes (halves compile time).
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+CONFIGS = {"fmnist_unet": "unet", "checkerboard_mlp": "mlp"}
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "experiments", "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("path", config_lib.PATHS)
+def test_config_variants_build(name, path):
+    module = _load(name)
+    full, local = module.get_config(path), module.get_config(f"{path},runlocal")
+    assert full.path.name == local.path.name == path and full.model.name == CONFIGS[name]
+    assert local.total_steps < 10 <= full.total_steps
+    json.dumps(full.to_dict())  # checkpoints store the config as JSON
+
+
+def test_config_arg_errors():
+    with pytest.raises(ValueError, match="expected '<path>\\[,runlocal\\]'"):
+        _load("fmnist_unet").get_config("ddim")
+
+
+@pytest.mark.parametrize("path", ["vp", "cosine"])
+def test_runlocal_paths_train(tmp_path, path):
+    c = _load("checkerboard_mlp").get_config(f"{path},runlocal")
+    c.data.name = "synthetic:checkerboard"
+    c.progress_bar = False
+    result = train_and_evaluate(c, str(tmp_path))
+    losses = [r["loss"] for r in read_metrics(str(tmp_path))]
+    assert result.step == c.total_steps == len(losses) and all(l > 0 for l in losses)
+
+
+def _main(config_arg, workdir):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    name, arg = config_arg
+    cmd = [sys.executable, "-m", "kopaths.train", f"--config=experiments/configs/{name}.py:{arg}",
+           f"--workdir={workdir}", f"--config.data.name=synthetic:{_load(name).get_config(arg).data.name}"]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("config_arg", [("checkerboard_mlp", "ko,runlocal"), ("fmnist_unet", "cond_ot,runlocal")])
+def test_runlocal_through_main(tmp_path, config_arg):
+    if config_arg[1].startswith("ko"):
+        pytest.importorskip("kopaths.ko")
+    workdir = str(tmp_path / "run")
+    proc = _main(config_arg, workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = read_metrics(workdir)
+    total = _load(config_arg[0]).get_config(config_arg[1]).total_steps
+    assert [r["step"] for r in records] == list(range(1, total + 1))
+    assert "step/s" in proc.stderr  # the tqdm bar
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == str(total)
+    if config_arg[1].startswith("ko"):
+        assert os.path.exists(os.path.join(workdir, "ko_schedule.json"))

@@ -1,0 +1,44 @@
+"""4 simulated CPU devices (data x fsdp mesh) reproduce the 1-device loss trajectory.
+
+The U-Net variant is marked ``slow`` (about a minute of XLA compilation on 2 cores).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kopaths.training.metrics import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Subprocesses only check behaviour, so they skip XLA's expensive LLVM passes (halves compile time).
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def _run(workdir, arg, devices):
+    flags = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
+               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "kopaths.train", f"--config={REPO}/kopaths/training/testing.py:{arg}",
+           f"--workdir={workdir}", "--alsologtostderr"]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stderr
+
+
+@pytest.mark.parametrize("model", ["mlp", pytest.param("unet", marks=pytest.mark.slow)])
+def test_four_devices_match_one_device(tmp_path, model):
+    arg = f"{model},steps=4,batch=8"
+    log = _run(str(tmp_path / "four"), arg + ",fsdp=2", devices=4)
+    assert "'data': 2, 'fsdp': 2" in log and "over 4 devices" in log
+    split = int(log.split("Parameters: ")[1].split(" of ")[0])
+    assert split > 0, "FSDP should split some of the tiny model's weights"
+
+    assert "over 1 devices" in _run(str(tmp_path / "one"), arg, devices=1)
+    one = [r["loss"] for r in read_metrics(str(tmp_path / "one"))]
+    four = [r["loss"] for r in read_metrics(str(tmp_path / "four"))]
+    assert len(one) == len(four) == 4
+    assert len(set(np.round(one, 4))) > 1  # the trajectory moves, so equality is informative
+    np.testing.assert_allclose(four, one, rtol=2e-5, atol=1e-6)
