@@ -6,8 +6,8 @@ bars of two standard errors from the estimator. It also reports :math:`\int_0^\i
 (the Cond-OT energy deficit) per setting; its error bar integrates the per-point standard errors,
 an upper bound because the shared noise correlates them across snr.
 
-Outputs in ``--outdir``: ``stability_<dataset>_<res>px.png`` and ``stability.json`` (rows, wall
-times, reproduce command). Run from the repository root after
+Outputs in ``--outdir``: ``stability_<dataset>_<res>px.png``, ``stability_<dataset>_<res>px.json``
+(rows, wall times, reproduce command) and ``..._estimates.json`` (every lambda-hat table). Run from the repository root after
 ``python -m kopaths.data.prepare --dataset fashion_mnist``::
 
     python -m experiments.lambda_stability --outdir outputs/lambda_stability
@@ -97,6 +97,8 @@ def plot(sweeps: dict[str, list], rows: list[dict], title: str, path: str) -> No
                     marker="o", capsize=3)
         ax.set(xscale="log", xlabel=param, ylabel=r"$\int_0^\infty (1-\hat\lambda)\,ds$",
                title="energy deficit of Cond-OT (±2 s.e. bound)")
+        ax.set_xticks(xs, [f"{v:,}" for v in xs], fontsize=8)
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -131,6 +133,9 @@ def main(argv=None) -> None:
         tqdm.write(f"{param}={value}: int(1-lambda)={rows[-1]['int_one_minus_lambda']:.4f} "
                    f"± {rows[-1]['int_stderr_bound']:.4f} ({est.seconds:.1f} s)")
     name = f"{args.dataset}_{args.resolution}px"
+    write_json(os.path.join(args.outdir, f"stability_{name}_estimates.json"),
+               [{"sweep": param, "value": value, **est.to_dict()} for param, pairs in sweeps.items()
+                for value, est in pairs])
     plot(sweeps, rows, f"{args.dataset} {args.resolution}x{args.resolution}",
          os.path.join(args.outdir, f"stability_{name}.png"))
     write_json(os.path.join(args.outdir, f"stability_{name}.json"),

@@ -233,6 +233,8 @@ def test_iterator_is_deterministic_and_seed_dependent(fmnist_cfg):
     b = [next(it)["x"] for it in [_iter(fmnist_cfg)] for _ in range(3)]
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
+    defaults = make_train_iterator(fmnist_cfg, seed=0, global_batch_size=8)  # jax: process 0 of 1
+    np.testing.assert_array_equal(next(defaults)["x"], a[0])
     c = next(_iter(fmnist_cfg, seed=1))["x"]
     assert not np.array_equal(a[0], c)
     assert a[0].shape == (8, 28, 28, 1) and a[0].dtype == np.float32

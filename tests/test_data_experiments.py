@@ -37,6 +37,7 @@ def data_dir(tmp_path_factory):
     return cfg.data_dir
 
 
+@pytest.mark.slow
 def test_lambda_real_data_writes_table_and_figure(data_dir, tmp_path):
     lambda_real_data.main(["--datasets", "fashion_mnist", "--resolutions", "7", "--num_data", "64",
                            "--num_noise", "32", "--num_snr", "24", "--data_dir", data_dir, "--outdir", str(tmp_path)])
@@ -52,6 +53,7 @@ def test_lambda_real_data_writes_table_and_figure(data_dir, tmp_path):
     assert (tmp_path / "lambda_fashion_mnist.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_lambda_stability_writes_rows_for_both_sweeps(data_dir, tmp_path):
     lambda_stability.main(["--resolution", "7", "--n_values", "16,64", "--k_values", "16,32", "--n_fixed", "64",
                            "--k_fixed", "16", "--num_snr", "16", "--data_dir", data_dir, "--outdir", str(tmp_path)])
