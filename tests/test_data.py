@@ -208,6 +208,9 @@ def test_stock_tfds_passthrough_with_mock_data(tmp_path):
         assert next(it)["x"].shape == (8, 32, 32, 3) and it.element_shape == (32, 32, 3)
         cfg.resolution = 8
         assert next(_iter(cfg))["x"].shape == (8, 8, 8, 3)
+        cfg = default_data_config("tfds:mnist")
+        cfg.data_dir = str(tmp_path)
+        assert next(_iter(cfg))["x"].shape == (8, 28, 28, 1)
         cfg = default_data_config("tfds:imagenet_resized/64x64")
         cfg.data_dir, cfg.resolution = str(tmp_path), 16
         assert next(_iter(cfg, global_batch_size=4))["x"].shape == (4, 16, 16, 3)
@@ -280,6 +283,9 @@ def test_resumption_from_start_step_and_state(fmnist_cfg):
     np.testing.assert_array_equal(next(fresh)["x"], batches[5])
     with pytest.raises(ValueError, match="seed"):
         fresh.set_state({**state, "seed": 3})
+    # Global batches do not depend on the process layout, so a 2-process state resumes a 1-process run.
+    fresh.set_state(_iter(fmnist_cfg, start_step=6, process_index=1, process_count=2).get_state())
+    np.testing.assert_array_equal(next(fresh)["x"], batches[6])
 
 
 def test_dequantisation_stays_inside_the_bin(fmnist_cfg):
