@@ -15,9 +15,11 @@ late checkpoints) the EMA velocity model is loaded from the trainer's orbax chec
 * NLL on held-out data: bits/dim of the 8-bit data with ``K`` uniform-dequantisation samples
   (images) or nats/dim of the continuous density (2-D data), exact divergence for
   ``d <= 64`` unless ``--probes N`` asks for Hutchinson;
-* for low-dimensional data: sliced Wasserstein and MMD to held-out data (in model space).
-  Image Fréchet distances need a feature extractor (:mod:`kopaths.inception` or the project's
-  classifier) and are not computed here.
+* for low-dimensional data: sliced Wasserstein and MMD to held-out data (in model space);
+* for images: with ``--classifier PATH`` the "FD (classifier features, not comparable to
+  published FID)" of :mod:`kopaths.evaluation.classifier`, and with ``--inception`` FID in the
+  TF-FID Inception features (:mod:`kopaths.inception`, converted weights required; slow on CPU),
+  both against ``--num_samples`` held-out images.
 
 Writes one JSON with per-step results and their mean over steps.
 """
@@ -159,6 +161,7 @@ def evaluate_run(
     num_bpd: int,
     num_importance: int,
     num_probes: int,
+    feature_fns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Scores one restored checkpoint; returns a JSON-able dict (see module docstring)."""
     k_noise, k_sw, k_bpd = jax.random.split(key, 3)
@@ -170,7 +173,18 @@ def evaluate_run(
     low_dim = d <= 16
     ref = jnp.asarray(held[:num_samples])
 
+    feature_fns = feature_fns or {}
+    ref_stats = {}
+    if raw is not None and feature_fns:
+        ref_stats = {name: M.feature_statistics(fn(raw[:num_samples])) for name, fn in feature_fns.items()}
+
     def distances(x):
+        if raw is not None and feature_fns:
+            from kopaths.data import to_uint8  # noqa: PLC0415
+
+            imgs = to_uint8(np.asarray(x), stats)
+            return {name: M.frechet_distance(*M.feature_statistics(fn(imgs)), *ref_stats[name])
+                    for name, fn in feature_fns.items()}
         if not low_dim or ref.shape[0] != x.shape[0]:
             return {}
         return {
@@ -243,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--num_bpd", type=int, default=500)
     ap.add_argument("--K", type=int, default=1, help="uniform-dequantisation importance samples")
     ap.add_argument("--probes", type=int, default=0, help="Hutchinson probes (0: exact divergence when d <= 64)")
+    ap.add_argument("--classifier", default=None, help="saved FD classifier (python -m kopaths.evaluation.classifier)")
+    ap.add_argument("--inception", action="store_true", help="also FID with the converted TF-FID Inception weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON path (default <workdir>/eval.json)")
     args = ap.parse_args(argv)
@@ -259,11 +275,22 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         chosen = [int(s) for s in args.steps.split(",")]
     euler = [int(n) for n in args.euler_nfe.split(",") if n]
+    feature_fns = {}
+    if args.classifier:
+        from kopaths.evaluation.classifier import FD_LABEL, classifier_features, load_classifier  # noqa: PLC0415
+
+        clf_params, _ = load_classifier(args.classifier)
+        feature_fns[FD_LABEL] = lambda imgs: classifier_features(clf_params, imgs)
+    if args.inception:
+        from kopaths.inception import make_feature_fn  # noqa: PLC0415
+
+        feature_fns["FID (TF-FID InceptionV3 pool_3)"] = make_feature_fn()
     per_step = []
     for step in chosen:
         run = load_run(args.workdir, step)
         r = evaluate_run(run, key=jax.random.key(args.seed), num_samples=args.num_samples, euler_nfe=euler, tol=args.tol,
-                         num_bpd=args.num_bpd, num_importance=args.K, num_probes=args.probes)
+                         num_bpd=args.num_bpd, num_importance=args.K, num_probes=args.probes,
+                         feature_fns=feature_fns)
         print(json.dumps(r))
         per_step.append(r)
     record = {"workdir": os.path.abspath(args.workdir), "steps": chosen, "per_step": per_step,
