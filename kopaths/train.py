@@ -41,6 +41,8 @@ DATA_STATS_FILE = "data_stats.json"
 
 __all__ = ["DATA_STATS_FILE", "TrainResult", "train_and_evaluate", "make_train_step", "main"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -98,7 +100,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        logging.warning("Signal %d received: saving a checkpoint and stopping (again to abort).", signum)
+        log.warning("Signal %d received: saving a checkpoint and stopping (again to abort).", signum)
         self.requested = True
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
@@ -139,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
     mesh = shd.make_mesh(config.mesh)
     if config.global_batch_size % mesh.size:
         raise ValueError(f"global_batch_size={config.global_batch_size} is not divisible by {mesh.size} devices.")
-    logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size, jax.process_count())
+    log.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size, jax.process_count())
 
     ckpt_cfg = config.checkpoint
     checkpointer = Checkpointer(
@@ -162,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
         abstract = jax.eval_shape(init_fn, init_key)
         shardings = shd.state_shardings(abstract, mesh, min_size=int(config.get("fsdp_min_size", 2**14)))
         num_split = sum(not s.is_fully_replicated for s in jax.tree.leaves(shardings.params))
-        logging.info("Parameters: %d of %d arrays split over the fsdp axis", num_split, len(jax.tree.leaves(shardings.params)))
+        log.info("Parameters: %d of %d arrays split over the fsdp axis", num_split, len(jax.tree.leaves(shardings.params)))
         cfg_dict = _config_dict(config)
 
         if start_step:
@@ -173,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
             data_iter.set_state(data_state)
         else:
             state = jax.jit(init_fn, out_shardings=shardings)(init_key)
-        logging.info("Model %s: %d parameters; starting at step %d", config.model.name, count_params(state.params), start_step)
+        log.info("Model %s: %d parameters; starting at step %d", config.model.name, count_params(state.params), start_step)
 
         schedule = build_schedule(config.path, workdir=workdir, data_cfg=config.data, seed=int(config.seed))
         step_fn = make_train_step(model, schedule, tx, lr_fn, config, train_key)
@@ -225,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
         if bar is not None:
             bar.close()
         checkpointer.close()
-    logging.info("Stopped at step %d%s", step, " (interrupted)" if interrupted else "")
+    log.info("Stopped at step %d%s", step, " (interrupted)" if interrupted else "")
     return TrainResult(state=state, step=step, interrupted=interrupted)
 
 
@@ -245,6 +247,7 @@ def main(argv) -> None:
         raise app.UsageError("--config and --workdir are required.")
     shd.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO through absl
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

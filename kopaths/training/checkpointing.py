@@ -19,6 +19,8 @@ from etils import epath
 
 __all__ = ["CheckpointError", "IncompatibleCheckpointError", "Checkpointer", "COMPAT_KEYS"]
 
+log = logging.getLogger(__name__)
+
 #: Config sections that must match between a checkpoint and the run that resumes it.
 COMPAT_KEYS = ("model", "path")
 
@@ -117,7 +119,7 @@ class Checkpointer:
                 f"({type(e).__name__}: {_short(e)}); "
                 f"delete {where} to resume from an earlier step, or use a fresh --workdir."
             ) from e
-        logging.info("Restored checkpoint %s", where)
+        log.info("Restored checkpoint %s", where)
         return state, data
 
     def wait(self) -> None:

@@ -14,6 +14,8 @@ from kopaths.training.data import load_train_array
 
 __all__ = ["KO_SCHEDULE_FILE", "LAMBDA_FILE", "build_schedule"]
 
+log = logging.getLogger(__name__)
+
 KO_SCHEDULE_FILE = "ko_schedule.json"
 LAMBDA_FILE = "lambda_hat.json"
 
@@ -38,7 +40,7 @@ def build_schedule(path_cfg: Mapping[str, Any], *, workdir: str, data_cfg, seed:
 
     path = os.path.join(workdir, KO_SCHEDULE_FILE)
     if os.path.exists(path):
-        logging.info("Loading KO schedule from %s", path)
+        log.info("Loading KO schedule from %s", path)
         return ko.load_ko_schedule(path)
     from kopaths.lambda_fit import fit_lambda  # noqa: PLC0415
     from kopaths.separation import estimate_lambda  # noqa: PLC0415
@@ -51,5 +53,5 @@ def build_schedule(path_cfg: Mapping[str, Any], *, workdir: str, data_cfg, seed:
         os.makedirs(workdir, exist_ok=True)
         estimate.save(os.path.join(workdir, LAMBDA_FILE))
         schedule.save(path)
-    logging.info("Solved KO schedule on %d examples (d=%d), saved to %s", len(x), int(np.prod(x.shape[1:])), path)
+    log.info("Solved KO schedule on %d examples (d=%d), saved to %s", len(x), int(np.prod(x.shape[1:])), path)
     return schedule
