@@ -299,7 +299,8 @@ class TabulatedSchedule(Schedule):
         if self.coordinates == "cartesian":
             return SchedulerOutput(u, v, du, dv)
         sin, cos = jnp.sin(v), jnp.cos(v)
-        return SchedulerOutput(u * sin, u * cos, du * sin + u * cos * dv, du * cos - u * sin * dv)
+        sigma = jnp.maximum(u * cos, 0.0)  # cos(pi/2) is -4e-8 in float32
+        return SchedulerOutput(u * sin, sigma, du * sin + u * cos * dv, du * cos - u * sin * dv)
 
 
 _REGISTRY = {
