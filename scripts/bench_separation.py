@@ -58,8 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_noise", type=int, default=2048, help="k")
     p.add_argument("--num_snr", type=int, default=256, help="snr points of the shared estimator")
     p.add_argument("--naive_snr", type=int, default=16, help="snr points timed for the naive estimator (even)")
-    p.add_argument("--noise_chunk", type=int, default=1024)
-    p.add_argument("--data_chunk", type=int, default=2048)
+    p.add_argument("--noise_chunk", type=int, default=1024, help="k rows per block (library default 1024)")
+    p.add_argument("--data_chunk", type=int, default=2048, help="data rows per block (library default 2048)")
+    p.add_argument("--shared_chunks", default=None,
+                   help="'NOISE,DATA' block sizes for the shared estimator only (default: --noise_chunk,--data_chunk); "
+                        "small blocks keep its elementwise passes in cache")
     p.add_argument("--gemm_size", type=int, default=4096, help="side of the square GEMM measuring peak")
     p.add_argument("--repeats", type=int, default=3, help="timed GEMM calls (best is reported)")
     p.add_argument("--seed", type=int, default=0)
@@ -88,11 +91,11 @@ def gemm_flops_per_second(m: int, k: int, n: int, repeats: int, key: jax.Array) 
     return 2.0 * m * k * n / best
 
 
-def timed_estimate(x, snr, args, method: str, key: jax.Array) -> tuple:
+def timed_estimate(x, snr, args, method: str, key: jax.Array, chunks: tuple[int, int]) -> tuple:
     """Warm-up on a small data prefix with the same k and compiled shapes, then the timed full call."""
-    kw = dict(key=key, num_noise=args.num_noise, noise_chunk=args.noise_chunk, data_chunk=args.data_chunk,
+    kw = dict(key=key, num_noise=args.num_noise, noise_chunk=chunks[0], data_chunk=chunks[1],
               method=method, check=False)
-    estimate_lambda(x[: min(x.shape[0], 2 * args.data_chunk)], snr, **kw)
+    estimate_lambda(x[: min(x.shape[0], 2 * chunks[1])], snr, **kw)
     start = time.perf_counter()
     est = estimate_lambda(x, snr, **kw)
     return est, time.perf_counter() - start
@@ -105,7 +108,10 @@ def main(argv=None) -> dict:
     key = jax.random.key(args.seed)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, jax {jax.__version__}, "
           f"devices {[str(dv) for dv in jax.devices()]}")
-    print(f"sizes: n={n}, d={d}, k={k}, snr points={s_all}; chunks: noise {args.noise_chunk}, data {args.data_chunk}")
+    naive_chunks = (args.noise_chunk, args.data_chunk)
+    shared_chunks = tuple(int(v) for v in args.shared_chunks.split(",")) if args.shared_chunks else naive_chunks
+    print(f"sizes: n={n}, d={d}, k={k}, snr points={s_all}; blocks (noise x data rows): shared "
+          f"{shared_chunks[0]}x{shared_chunks[1]}, naive {naive_chunks[0]}x{naive_chunks[1]}")
 
     peak = gemm_flops_per_second(args.gemm_size, args.gemm_size, args.gemm_size, args.repeats, key)
     block = gemm_flops_per_second(args.noise_chunk, d, args.data_chunk, args.repeats, key)
@@ -115,14 +121,14 @@ def main(argv=None) -> dict:
     x = normalize(np.random.default_rng(args.seed).standard_normal((n, d), dtype=np.float32))[0]
     snr = snr_grid(s_all)
     est_key = jax.random.key(args.seed + 1)
-    shared, t_shared = timed_estimate(x, snr, args, "shared", est_key)
+    shared, t_shared = timed_estimate(x, snr, args, "shared", est_key, shared_chunks)
     print(f"shared-noise estimator, {s_all} snr points: {t_shared:.2f} s")
 
     s_hi, s_lo = args.naive_snr, args.naive_snr // 2
     idx_hi = np.linspace(0, s_all - 1, s_hi).round().astype(int)
     idx_lo = idx_hi[::2]
-    naive_lo, t_lo = timed_estimate(x, snr[idx_lo], args, "naive", est_key)
-    naive_hi, t_hi = timed_estimate(x, snr[idx_hi], args, "naive", est_key)
+    naive_lo, t_lo = timed_estimate(x, snr[idx_lo], args, "naive", est_key, naive_chunks)
+    naive_hi, t_hi = timed_estimate(x, snr[idx_hi], args, "naive", est_key, naive_chunks)
     per_snr = (t_hi - t_lo) / (s_hi - s_lo)
     if per_snr <= 0:  # timing noise swamped the per-point cost: fall back to pure linear scaling
         per_snr = t_hi / s_hi
