@@ -15,7 +15,7 @@ The divergence is exact (trace of the ``jacfwd`` Jacobian, ``d`` forward passes;
 ``d``) or Hutchinson's estimator
 :math:`\nabla\!\cdot u \approx \frac1N\sum_{k=1}^N \epsilon_k^\top J\epsilon_k` with ``N``
 Rademacher or Gaussian probes drawn once per example from an explicit key and held fixed along
-the trajectory (unbiased for :math:`\log p`'s integrand; ``N`` Jacobian-vector products per
+the trajectory (unbiased for :math:`\log p`'s integrand; ``N`` vector-Jacobian products per
 evaluation).
 
 Bits/dim of quantised data :math:`q\in\{0,\dots,2^b-1\}^d` use uniform dequantisation with
@@ -111,10 +111,15 @@ def exact_divergence(f: Callable[[jax.Array], jax.Array], y: jax.Array) -> tuple
 
 
 def hutchinson_divergence(f: Callable[[jax.Array], jax.Array], y: jax.Array, probes: jax.Array):
-    r"""``(f(y), mean_k <eps_k, J_f(y) eps_k>)`` for probes ``(N, *y.shape)`` (``N`` JVPs)."""
-    value, jvp_fn = jax.linearize(f, y)
-    jv = jax.vmap(jvp_fn)(probes)
-    est = jnp.mean(jnp.sum((jv * probes).reshape(probes.shape[0], -1), axis=1))
+    r"""``(f(y), mean_k <eps_k^T J_f(y), eps_k>)`` for probes ``(N, *y.shape)``.
+
+    Uses one forward pass and ``N`` vector-Jacobian products (reverse mode, as FFJORD does).
+    Forward-mode ``jvp``/``linearize`` here gave wrong results once the solve was ``vmap``-ed
+    over examples (diffrax 0.7.2 / JAX 0.10.2; the Hutchinson golden test catches it).
+    """
+    value, vjp_fn = jax.vjp(f, y)
+    (ej,) = jax.vmap(vjp_fn)(probes)
+    est = jnp.mean(jnp.sum((ej * probes).reshape(probes.shape[0], -1), axis=1))
     return value, est
 
 
@@ -134,17 +139,18 @@ def _log_prob(velocity_fn, x, probes, method, rtol, atol, t_data, t_noise, max_s
         def f_at(t):
             return lambda y: vf(t, y[None])[0]
 
-        def field(t, state):
+        def field(t, state, probes_i=None):
             y, _ = state
             if hutch:
-                v, div = hutchinson_divergence(f_at(t), y, maybe_probes[0])
+                v, div = hutchinson_divergence(f_at(t), y, probes_i)
             else:
                 v, div = exact_divergence(f_at(t), y)
             return v, div
 
         y0 = (x_i, jnp.zeros((), x_i.dtype))
         (xn, delta), nfe, ok = solve_one_adaptive(
-            field, y0, method=method, rtol=rtol, atol=atol, t0=t_data, t1=t_noise, max_steps=max_steps
+            field, y0, method=method, rtol=rtol, atol=atol, t0=t_data, t1=t_noise, max_steps=max_steps,
+            args=maybe_probes[0] if hutch else None,
         )
         return xn, delta, nfe, ok
 

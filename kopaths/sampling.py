@@ -256,15 +256,19 @@ def solve_one_adaptive(
     t1: float,
     max_steps: int,
     dt0: float | None = None,
+    args: Any = None,
 ):
     r"""Adaptive diffrax solve of :math:`\dot y = f(t, y)` for one (unbatched) pytree state.
 
-    Returns ``(y(t1), nfe, success)``; meant to be ``vmap``-ed over examples.
+    Returns ``(y(t1), nfe, success)``; meant to be ``vmap``-ed over examples. Per-example
+    inputs other than ``y0`` (e.g. Hutchinson probes) must be passed as ``args`` and are then
+    given to ``field(t, y, args)``: closing over ``vmap``-batched values inside the solve makes
+    diffrax's loop misbehave (observed with diffrax 0.7.2 / JAX 0.10.2).
     """
     if method not in ADAPTIVE_SOLVERS:
         raise ValueError(f"Unknown adaptive method {method!r}; choose one of {sorted(ADAPTIVE_SOLVERS)}.")
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: field(t, y)),
+        diffrax.ODETerm((lambda t, y, a: field(t, y)) if args is None else (lambda t, y, a: field(t, y, a))),
         make_solver(method),
         t0=t0,
         t1=t1,
@@ -275,6 +279,7 @@ def solve_one_adaptive(
         adjoint=diffrax.ForwardMode(),
         max_steps=max_steps,
         throw=False,
+        args=args,
     )
     y1 = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
     nfe = adaptive_nfe(sol.stats["num_steps"])
