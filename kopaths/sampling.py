@@ -37,6 +37,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from kopaths.schedules import Schedule
@@ -135,8 +136,6 @@ def make_controller(rtol: float, atol: float, pcoeff: float = 0.0, icoeff: float
 def default_mesh(devices=None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all local devices) with axis name ``"data"``."""
     devices = list(jax.devices() if devices is None else devices)
-    import numpy as np
-
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
