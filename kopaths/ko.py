@@ -133,41 +133,47 @@ def _closed_form(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int):
     return r, th, energy, big_phi
 
 
+def _theorem_3_1_field(theta, y, args):
+    """dt/dtheta of Theorem 3.1's optimal path, written in theta (regular where gamma = 0)."""
+    b, lam, r1 = args
+    y = jnp.minimum(y, 2.0)  # beyond t = 1 only the sign of the residual matters; avoids blow-up
+    r2 = 1.0 - (b + 1.0 - r1**2) * y + b * y * y
+    ang = jnp.sqrt(jnp.maximum(r1**2 - 0.25 * (1.0 + r1**2 - b) ** 2, 1e-300))
+    return r2 * jnp.sqrt(lam.gamma(theta)) / ang
+
+
+def _integrate(lam, b, r1, theta_1, saveat, rtol):
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_theorem_3_1_field), diffrax.Tsit5(), 0.0, theta_1, None, jnp.zeros((), theta_1.dtype),
+        args=(b, lam, r1), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2),
+        saveat=saveat, max_steps=65536,
+    )
+    return sol.ys
+
+
+@eqx.filter_jit
+def _shoot(lam, r1, theta_1, thetas, rtol):
+    """Bisection on b for t(theta_1) = 1, then t at ``thetas``; compiled once per shape."""
+    b_lo = (r1 - 1.0) ** 2 + 1e-12  # energies with Phi in (0, pi/2]: t(theta_1) - 1 decreases in b
+    b_hi = 1.0 + r1**2
+
+    def residual(b, _):
+        return _integrate(lam, b, r1, theta_1, diffrax.SaveAt(t1=True), rtol)[-1] - 1.0
+
+    sol = optx.root_find(
+        residual, optx.Bisection(rtol=1e-14, atol=1e-13), 0.5 * (b_lo + b_hi),
+        options=dict(lower=b_lo, upper=b_hi), max_steps=200, throw=False,
+    )
+    return sol.value, _integrate(lam, sol.value, r1, theta_1, diffrax.SaveAt(ts=thetas), rtol)
+
+
 def _shooting(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int, rtol: float):
     theta_1, r1 = _endpoint(sigma_min)
+    theta = np.linspace(0.0, theta_1, grid)
     with jax.enable_x64(True):
         lam64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), lam)
-
-        def vector_field(theta, y, b):
-            y = jnp.minimum(y, 2.0)  # beyond t = 1 only the sign of the residual matters; avoids blow-up
-            r2 = 1.0 - (b + 1.0 - r1**2) * y + b * y * y
-            ang = jnp.sqrt(jnp.maximum(r1**2 - 0.25 * (1.0 + r1**2 - b) ** 2, 1e-300))
-            return r2 * jnp.sqrt(lam64.gamma(theta)) / ang
-
-        term = diffrax.ODETerm(vector_field)
-        controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2)
-
-        def t_at(b, save):
-            sol = diffrax.diffeqsolve(
-                term, diffrax.Tsit5(), 0.0, theta_1, None, jnp.float64(0.0), args=b,
-                stepsize_controller=controller, saveat=save, max_steps=65536,
-            )
-            return sol.ys
-
-        # Energies with Phi in (0, pi/2]; the residual t(theta_1) - 1 decreases in b.
-        b_lo = (r1 - 1.0) ** 2 + 1e-12
-        b_hi = 1.0 + r1**2
-
-        def residual(b, _):
-            return t_at(b, diffrax.SaveAt(t1=True))[-1] - 1.0
-
-        sol = optx.root_find(
-            residual, optx.Bisection(rtol=1e-14, atol=1e-13), jnp.float64(0.5 * (b_lo + b_hi)),
-            options=dict(lower=jnp.float64(b_lo), upper=jnp.float64(b_hi)), max_steps=200, throw=False,
-        )
-        b = float(sol.value)
-        theta = np.linspace(0.0, theta_1, grid)
-        t_of_theta = np.asarray(t_at(jnp.float64(b), diffrax.SaveAt(ts=jnp.asarray(theta))), np.float64)
+        b, t_of_theta = _shoot(lam64, jnp.float64(r1), jnp.float64(theta_1), jnp.asarray(theta), rtol)
+        b, t_of_theta = float(b), np.asarray(t_of_theta, np.float64)
     t_of_theta = np.maximum.accumulate(np.clip(t_of_theta, 0.0, 1.0))
     th = _invert(t, t_of_theta, theta)
     r = np.sqrt(np.maximum(1.0 - (b + 1.0 - r1**2) * t + b * t * t, 0.0))

@@ -85,6 +85,7 @@ class LambdaFit(eqx.Module):
             )
         return cls.from_one_minus(*_knots(snr, 1.0 - lam))
 
+    @eqx.filter_jit
     def one_minus_lambda_theta(self, theta) -> jax.Array:
         r""":math:`1-\lambda(\tan\theta)`."""
         theta = jnp.asarray(theta)
@@ -93,6 +94,7 @@ class LambdaFit(eqx.Module):
         tail = self.g_tail.astype(theta.dtype) * jnp.cos(theta) ** 2
         return jnp.clip(jnp.where(theta <= knots[-1], inside, tail), 0.0, 1.0)
 
+    @eqx.filter_jit
     def g(self, theta) -> jax.Array:
         r""":math:`g(\theta) = (1-\lambda)/\cos^2\theta \in [0, 1]`."""
         theta = jnp.asarray(theta)

@@ -37,7 +37,11 @@ def default_config() -> ml_collections.ConfigDict:
     cfg.seed = 0
     cfg.data = default_data_config("fashion_mnist")
     cfg.separation = ml_collections.ConfigDict(
-        dict(num_data=60000, num_noise=2048, num_snr=256, noise_chunk=1024, data_chunk=2048)
+        dict(
+            num_data=60000, num_noise=2048, num_snr=256,
+            noise_chunk=ml_collections.config_dict.placeholder(int),  # None: backend default
+            data_chunk=ml_collections.config_dict.placeholder(int),
+        )
     )
     cfg.ko = ml_collections.ConfigDict(dict(sigma_min=0.0, check_shooting=True))
     return cfg
@@ -52,6 +56,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     check_sigma_min(cfg.ko.sigma_min)
     sep = cfg.separation
     for field, low in (("num_noise", 2), ("num_snr", 2), ("noise_chunk", 1), ("data_chunk", 1)):
+        if field.endswith("chunk") and sep.get(field) is None:
+            continue
         if not isinstance(sep[field], int) or sep[field] < low:
             raise ValueError(f"separation.{field} must be an integer >= {low}, got {sep[field]!r}.")
     if sep.num_data is not None and (not isinstance(sep.num_data, int) or sep.num_data < 2):

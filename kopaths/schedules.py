@@ -233,6 +233,7 @@ def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return m
 
 
+@jax.jit
 def hermite_eval(x, knots, values, slopes):
     """Evaluates a cubic Hermite interpolant and its derivative at ``x`` (clamped to the knots)."""
     x = jnp.clip(x, knots[0], knots[-1])

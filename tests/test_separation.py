@@ -100,3 +100,14 @@ def test_table_roundtrip_and_validation(tmp_path):
         validate_table([0.0, 1.0, 2.0], [0.0, 0.6, 0.5])
     with pytest.raises(ValueError, match="NaN"):
         validate_table([0.0, 1.0], [0.0, np.nan])
+
+
+def test_raw_estimates_reload_but_gross_violations_are_rejected(tmp_path):
+    snr = np.array([0.0, 1.0, 2.0])
+    noisy = LambdaEstimate(snr, np.array([1.0, 0.30, 0.3002]), np.array([0.0, 1e-3, 1e-3]), 10, 10, 2)
+    noisy.save(tmp_path / "raw.json")  # non-monotone by 0.2 standard errors: a legitimate raw estimate
+    np.testing.assert_array_equal(LambdaEstimate.load(tmp_path / "raw.json").one_minus_lam, noisy.one_minus_lam)
+    bad = LambdaEstimate(snr, np.array([1.0, 0.30, 0.5]), np.array([0.0, 1e-3, 1e-3]), 10, 10, 2)
+    bad.save(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not monotone"):
+        LambdaEstimate.load(tmp_path / "bad.json")
