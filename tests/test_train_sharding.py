@@ -4,6 +4,7 @@ The U-Net variant is marked ``slow`` (about a minute of XLA compilation on 2 cor
 """
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -42,3 +43,41 @@ def test_four_devices_match_one_device(tmp_path, model):
     assert len(one) == len(four) == 4
     assert len(set(np.round(one, 4))) > 1  # the trajectory moves, so equality is informative
     np.testing.assert_allclose(four, one, rtol=2e-5, atol=1e-6)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_device(tmp_path):
+    """``scripts/train_multihost.sh`` on 2 local processes x 2 CPU devices (jax.distributed + gloo)."""
+    arg = "mlp,steps=4,batch=8"
+    workdir = str(tmp_path / "multi")
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}",
+                   JAX_PLATFORMS="cpu", COORDINATOR=f"localhost:{port}", NUM_PROCESSES="2", PROCESS_ID=str(pid),
+                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        cmd = [os.path.join(REPO, "scripts", "train_multihost.sh"), f"kopaths/training/testing.py:{arg},fsdp=2",
+               workdir, "--alsologtostderr"]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=300)[1])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+        assert "over 4 devices (2 processes)" in log
+    _run(str(tmp_path / "one"), arg, devices=1)
+    one = [r["loss"] for r in read_metrics(str(tmp_path / "one"))]
+    multi = [r["loss"] for r in read_metrics(workdir)]
+    assert len(multi) == 4
+    np.testing.assert_allclose(multi, one, rtol=2e-5, atol=1e-6)
