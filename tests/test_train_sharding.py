@@ -1,7 +1,4 @@
-"""4 simulated CPU devices (data x fsdp mesh) reproduce the 1-device loss trajectory.
-
-The U-Net variant is marked ``slow`` (about a minute of XLA compilation on 2 cores).
-"""
+"""4 simulated CPU devices (data x fsdp mesh) reproduce the 1-device loss trajectory."""
 
 import os
 import socket
@@ -29,7 +26,7 @@ def _run(workdir, arg, devices):
     return proc.stderr
 
 
-@pytest.mark.parametrize("model", ["mlp", pytest.param("unet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", ["mlp", "unet"])
 def test_four_devices_match_one_device(tmp_path, model):
     arg = f"{model},steps=4,batch=8"
     log = _run(str(tmp_path / "four"), arg + ",fsdp=2", devices=4)
