@@ -42,7 +42,16 @@ def data_config(name: str) -> ml_collections.ConfigDict:
 
 
 def base_config(path: str) -> ml_collections.ConfigDict:
-    """Defaults shared by all experiments; experiment configs override fields."""
+    """Defaults shared by all experiments; experiment configs override fields.
+
+    Fields: ``seed``; ``total_steps``; ``global_batch_size`` (split over processes and devices);
+    ``mesh`` (``((axis, size), ...)``, one size may be -1; the batch is split over all axes and
+    parameters over ``fsdp`` when its size is > 1); ``fsdp_min_size`` (smaller arrays stay
+    replicated); ``path`` (name in cond_ot/vp/cosine/ko and its parameters); ``time_sampling``
+    (uniform/logit_normal on ``[t_min, t_max]``); ``optim`` (adam/adamw, lr, warm-up, decay,
+    clipping, EMA); ``checkpoint`` (every_steps, max_to_keep, async_save); ``log_every_steps``;
+    ``progress_bar``. Experiment configs add ``data`` and ``model``.
+    """
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.total_steps = 100_000
