@@ -72,19 +72,19 @@ def validate_data(x, *, name: str = "data", min_examples: int = 2) -> np.ndarray
     return x
 
 
-def normalize(y, *, stats: AffineStats | None = None) -> tuple[np.ndarray, AffineStats]:
+def normalize(y, *, stats: AffineStats | None = None, name: str = "data") -> tuple[np.ndarray, AffineStats]:
     """Normalises ``y`` (shape ``(n, ...)``) and returns ``(x, stats)``.
 
     With ``stats`` given, applies that map instead of fitting a new one.
     Raises ``ValueError`` for NaN/Inf, fewer than two examples or zero variance.
     """
-    y = validate_data(y)
+    y = validate_data(y, name=name)
     if stats is None:
         y64 = y.astype(np.float64)
         mean = y64.mean(axis=0)
         var = float(np.mean((y64 - mean) ** 2))
         if not var > 1e-20:
-            raise ValueError("Data have zero variance (constant dataset); cannot normalise.")
+            raise ValueError(f"{name} has zero variance (constant dataset); cannot normalise.")
         stats = AffineStats(mean.astype(np.float32), float(np.sqrt(var)))
     elif stats.mean.shape != y.shape[1:]:
         raise ValueError(f"AffineStats is for examples of shape {stats.mean.shape}, data have {y.shape[1:]}.")

@@ -16,7 +16,7 @@ from kopaths.lambda_fit import LambdaFit  # noqa: E402
 from kopaths.schedules import Schedule  # noqa: E402
 from kopaths.separation import LambdaEstimate  # noqa: E402
 
-__all__ = ["plot_lambda", "plot_schedules", "plot_energies"]
+__all__ = ["plot_lambda", "plot_schedules", "plot_energies", "plot_sample_grids", "plot_nfe_quality"]
 
 
 def _save(fig, path: str) -> str:
@@ -65,4 +65,34 @@ def plot_energies(path: str, energies: Mapping[str, float], *, title: str = "kin
     bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set(ylabel="KE", title=title)
+    return _save(fig, path)
+
+
+def plot_sample_grids(path: str, grids: Mapping[str, np.ndarray], *, columns: int = 8) -> str:
+    """Shows uint8 NHWC sample batches side by side, one panel per name."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 4.4), squeeze=False)
+    for ax, (name, images) in zip(axes[0], grids.items()):
+        images = np.asarray(images)[: columns * columns]
+        n, h, w, c = images.shape
+        rows = -(-n // columns)
+        canvas = np.zeros((rows * h, columns * w, c), np.uint8)
+        for i, img in enumerate(images):
+            r, q = divmod(i, columns)
+            canvas[r * h : (r + 1) * h, q * w : (q + 1) * w] = img
+        ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None)
+        ax.set_title(name)
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_nfe_quality(path: str, curves: Mapping[str, tuple[list[int], list[float]]], adaptive: Mapping[str, tuple[float, float]],
+                     *, ylabel: str) -> str:
+    """Quality against NFE: fixed-step Euler curves and one adaptive-solver point per name."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, (nfe, score)) in enumerate(curves.items()):
+        ax.plot(nfe, score, "o-", color=f"C{i}", label=f"{name} (Euler)")
+        if name in adaptive:
+            ax.plot(*adaptive[name], "*", ms=12, color=f"C{i}", label=f"{name} (dopri5)")
+    ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel=ylabel, title="sample quality against NFE")
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -31,8 +31,28 @@ def tiny_args(tmp_path_factory):
     return [
         "--set", f"data.source_path='{src}'", "--set", f"data.data_dir='{data_dir}'",
         "--set", "separation.num_data=200", "--set", "separation.num_noise=64", "--set", "separation.num_snr=32",
-        "--set", "data.resolution=14",
+        "--set", "data.resolution=14", "--set", "train.enabled=False",
     ]
+
+
+def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
+    out = str(tmp_path / "full")
+    args = [a for a in tiny_args if a != "train.enabled=False"][:-1] + [
+        "--set", "data.resolution=7", "--set", "train.model.model_channels=8", "--set", "train.model.channel_mult=(1,)",
+        "--set", "train.model.attention_resolutions=()", "--set", "train.total_steps=4", "--set", "train.global_batch_size=8",
+        "--set", "train.checkpoint_every=2", "--set", "evaluate.num_samples=16", "--set", "evaluate.num_bpd=4",
+        "--set", "evaluate.euler_nfe=(2,4)", "--set", "evaluate.tol=0.01",
+    ]
+    assert cli.main(["run", "--outdir", out, *args]) == 0
+    report = open(os.path.join(out, "report.md")).read()
+    assert "## Trained models" in report and "FD Euler 2" in report
+    for name in ["samples.png", "nfe_quality.png", "eval_cond_ot.json", "eval_ko.json"]:
+        assert os.path.exists(os.path.join(out, name)), name
+    ko = json.load(open(os.path.join(out, "eval_ko.json")))
+    assert ko["path"] == "ko" and ko["nll"]["K"] == 1 and np.isfinite(ko["nll"]["bits_per_dim"])
+    # the KO run trained on the pipeline's own KO schedule
+    assert json.load(open(os.path.join(out, "train_ko", "ko_schedule.json")))["b"] == json.load(
+        open(os.path.join(out, "ko_schedule.json")))["b"]
 
 
 def test_main_job_writes_report_and_resumes(tmp_path, tiny_args, capsys):

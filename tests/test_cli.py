@@ -1,0 +1,176 @@
+"""Bad input through the ``kopaths`` CLI: one-line errors, exit status 2, nothing earlier lost.
+
+Every case runs against an output folder that already holds finished results, and checks that
+those files are byte-for-byte unchanged afterwards.
+"""
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kopaths import cli
+
+KOPATHS = [sys.executable, "-m", "kopaths.cli"]
+SMALL = ["--set", "separation.num_noise=64", "--set", "separation.num_snr=24"]
+
+
+def _snapshot(folder):
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """An output folder with lambda-hat and a KO solve of a user array, and that array."""
+    folder = tmp_path_factory.mktemp("finished")
+    data = np.random.default_rng(0).uniform(size=(300, 6, 6, 1)).astype(np.float32)
+    np.save(folder / "data.npy", data)
+    out = str(folder / "out")
+    assert cli.main(["separation", "--array", str(folder / "data.npy"), "--outdir", out, *SMALL]) == 0
+    assert cli.main(["solve", "--outdir", out, *SMALL]) == 0
+    return folder, out
+
+
+def _bad_array(folder, kind):
+    path = str(folder / f"{kind}.npy")
+    rng = np.random.default_rng(1)
+    arrays = {
+        "nan": np.where(rng.uniform(size=(50, 4)) < 0.1, np.nan, 1.0),
+        "inf": np.full((50, 4), np.inf),
+        "constant": np.full((50, 4), 3.0),
+        "single": rng.normal(size=(1, 4)),
+        "flat": rng.normal(size=(50,)),
+        "complex": rng.normal(size=(50, 4)) + 1j,
+        "strings": np.array([["a", "b"]] * 50),
+    }
+    np.save(path, arrays[kind])
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("nan", "NaN"),
+        ("inf", "NaN or Inf"),
+        ("constant", "zero variance"),
+        ("single", "at least 2 examples"),
+        ("flat", "shape (n, ...)"),
+        ("complex", "real numeric"),
+        ("strings", "real numeric"),
+    ],
+)
+def test_bad_arrays(finished, kind, message, capsys):
+    folder, out = finished
+    before = _snapshot(out)
+    assert cli.main(["separation", "--array", _bad_array(folder, kind), "--outdir", out, *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kopaths separation: error:") and message in err[0], err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["separation", "--array", "/nonexistent/data.npy"], "does not exist"),
+        (["solve", "--set", "ko.sigma_min=-0.1"], "sigma_min"),
+        (["solve", "--set", "ko.sigma_min=1.0"], "sigma_min"),
+        (["separation", "--set", "separation.num_noise=1"], "num_noise"),
+    ],
+)
+def test_bad_arguments(finished, argv, message, capsys):
+    _, out = finished
+    before = _snapshot(out)
+    assert cli.main([argv[0], "--outdir", out, *SMALL, *argv[1:]]) == 2  # later --set wins
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert _snapshot(out) == before
+
+
+def test_bad_lambda_table_file(finished, tmp_path, capsys):
+    _, out = finished
+    before = _snapshot(out)
+    for text, message in [("{truncated", "not valid JSON"), ('{"snr": [0, 1]}', "Malformed lambda table")]:
+        (tmp_path / "lam.json").write_text(text)
+        assert cli.main(["solve", "--outdir", out, "--lambda_table", str(tmp_path / "lam.json"), *SMALL]) == 2
+        assert message in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+def test_full_disk_while_saving_keeps_earlier_results(finished, tmp_path):
+    """Writes fail with EFBIG past a 4 KiB file-size limit, as on a full disk."""
+    _, out = finished
+    os.remove(os.path.join(out, "ko_schedule.json"))  # force the solve step to write again
+    before = _snapshot(out)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    proc = subprocess.run([*KOPATHS, "solve", "--outdir", out, *SMALL], preexec_fn=limit, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("kopaths solve: error:")
+    assert _snapshot(out) == before  # lambda.json intact, no partial ko_schedule.json, no temp files
+    assert cli.main(["solve", "--outdir", out, *SMALL]) == 0  # and the step still completes afterwards
+
+
+def _train_args(tiny_data_args, workdir):
+    return ["train", "--workdir", workdir, *tiny_data_args,
+            "--set", "train.model.model_channels=8", "--set", "train.model.channel_mult=(1,)",
+            "--set", "train.model.attention_resolutions=()", "--set", "train.global_batch_size=4",
+            "--set", "train.checkpoint_every=2", "--set", "train.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data_args(tmp_path_factory):
+    from test_pipeline import _write_idx
+
+    src = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("t10k", 16)):
+        _write_idx(src / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+        _write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    data_dir = tmp_path_factory.mktemp("tfds")
+    return ["--set", f"data.source_path='{src}'", "--set", f"data.data_dir='{data_dir}'", "--set", "data.resolution=7"]
+
+
+def test_sigint_during_training_saves_and_resumes_and_config_mismatch_is_refused(tiny_data_args, tmp_path):
+    workdir = str(tmp_path / "run")
+    args = _train_args(tiny_data_args, workdir)
+    proc = subprocess.Popen([*KOPATHS, *args, "--set", "train.total_steps=100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1]
+    assert os.path.exists(metrics), "training never logged a step"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert steps, "no checkpoint saved on SIGINT"
+    before = _snapshot(os.path.join(workdir, "checkpoints"))
+
+    # Resuming with a different model is refused with one line; the checkpoint is untouched.
+    proc = subprocess.run([*KOPATHS, *args, "--set", "train.total_steps=100000", "--set", "train.model.model_channels=16"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("kopaths train: error:")
+    assert _snapshot(os.path.join(workdir, "checkpoints")) == before
+
+    # Resuming with the same config continues from the saved step.
+    proc = subprocess.run([*KOPATHS, *args, "--set", f"train.total_steps={steps[-1] + 2}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"trained to step {steps[-1] + 2}" in proc.stdout
