@@ -102,10 +102,11 @@ def default_time_knots(num: int = 1025) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(0.0, 1.0, num), np.geomspace(1e-9, 1.0 / (num - 1), 64)]))
 
 
-def _theta_grid(lam: LambdaFit, theta_1: float, num: int):
+def _theta_grid(lam: LambdaFit, theta_1: float, num: int, gamma_floor: float = 0.0):
     theta = np.linspace(0.0, theta_1, num)
     with jax.enable_x64(True):
-        sqrt_gamma = np.sqrt(np.asarray(lam.gamma(jnp.asarray(theta, jnp.float64)), np.float64))
+        gamma = np.asarray(lam.gamma(jnp.asarray(theta, jnp.float64)), np.float64)
+    sqrt_gamma = np.sqrt(np.maximum(gamma, gamma_floor))
     phi = np.concatenate([[0.0], np.cumsum(0.5 * (sqrt_gamma[1:] + sqrt_gamma[:-1]) * np.diff(theta))])
     return theta, phi
 
@@ -121,9 +122,9 @@ def _invert(values_at_t: np.ndarray, grid_values: np.ndarray, theta: np.ndarray)
     return np.interp(values_at_t, strict, theta)
 
 
-def _closed_form(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int):
+def _closed_form(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int, gamma_floor: float = 0.0):
     theta_1, r1 = _endpoint(sigma_min)
-    theta, phi = _theta_grid(lam, theta_1, grid)
+    theta, phi = _theta_grid(lam, theta_1, grid, gamma_floor)
     big_phi = phi[-1]
     px = (1 - t) + t * r1 * math.cos(big_phi)
     py = t * r1 * math.sin(big_phi)
@@ -135,44 +136,44 @@ def _closed_form(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int):
 
 def _theorem_3_1_field(theta, y, args):
     """dt/dtheta of Theorem 3.1's optimal path, written in theta (regular where gamma = 0)."""
-    b, lam, r1 = args
+    b, lam, r1, gamma_floor = args
     y = jnp.minimum(y, 2.0)  # beyond t = 1 only the sign of the residual matters; avoids blow-up
     r2 = 1.0 - (b + 1.0 - r1**2) * y + b * y * y
     ang = jnp.sqrt(jnp.maximum(r1**2 - 0.25 * (1.0 + r1**2 - b) ** 2, 1e-300))
-    return r2 * jnp.sqrt(lam.gamma(theta)) / ang
+    return r2 * jnp.sqrt(jnp.maximum(lam.gamma(theta), gamma_floor)) / ang
 
 
-def _integrate(lam, b, r1, theta_1, saveat, rtol):
+def _integrate(lam, b, r1, theta_1, gamma_floor, saveat, rtol):
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_theorem_3_1_field), diffrax.Tsit5(), 0.0, theta_1, None, jnp.zeros((), theta_1.dtype),
-        args=(b, lam, r1), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2),
+        args=(b, lam, r1, gamma_floor), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2),
         saveat=saveat, max_steps=65536,
     )
     return sol.ys
 
 
 @eqx.filter_jit
-def _shoot(lam, r1, theta_1, thetas, rtol):
+def _shoot(lam, r1, theta_1, gamma_floor, thetas, rtol):
     """Bisection on b for t(theta_1) = 1, then t at ``thetas``; compiled once per shape."""
     b_lo = (r1 - 1.0) ** 2 + 1e-12  # energies with Phi in (0, pi/2]: t(theta_1) - 1 decreases in b
     b_hi = 1.0 + r1**2
 
     def residual(b, _):
-        return _integrate(lam, b, r1, theta_1, diffrax.SaveAt(t1=True), rtol)[-1] - 1.0
+        return _integrate(lam, b, r1, theta_1, gamma_floor, diffrax.SaveAt(t1=True), rtol)[-1] - 1.0
 
     sol = optx.root_find(
         residual, optx.Bisection(rtol=1e-14, atol=1e-13), 0.5 * (b_lo + b_hi),
         options=dict(lower=b_lo, upper=b_hi), max_steps=200, throw=False,
     )
-    return sol.value, _integrate(lam, sol.value, r1, theta_1, diffrax.SaveAt(ts=thetas), rtol)
+    return sol.value, _integrate(lam, sol.value, r1, theta_1, gamma_floor, diffrax.SaveAt(ts=thetas), rtol)
 
 
-def _shooting(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int, rtol: float):
+def _shooting(lam: LambdaFit, sigma_min: float, t: np.ndarray, grid: int, rtol: float, gamma_floor: float = 0.0):
     theta_1, r1 = _endpoint(sigma_min)
     theta = np.linspace(0.0, theta_1, grid)
     with jax.enable_x64(True):
         lam64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), lam)
-        b, t_of_theta = _shoot(lam64, jnp.float64(r1), jnp.float64(theta_1), jnp.asarray(theta), rtol)
+        b, t_of_theta = _shoot(lam64, jnp.float64(r1), jnp.float64(theta_1), jnp.float64(gamma_floor), jnp.asarray(theta), rtol)
         b, t_of_theta = float(b), np.asarray(t_of_theta, np.float64)
     t_of_theta = np.maximum.accumulate(np.clip(t_of_theta, 0.0, 1.0))
     th = _invert(t, t_of_theta, theta)
@@ -188,6 +189,7 @@ def solve_ko(
     time_knots: np.ndarray | None = None,
     theta_grid: int = 1 << 16,
     rtol: float = 1e-10,
+    gamma_floor: float = 0.0,
 ) -> KOSchedule:
     r"""Solves for the kinetic-optimal schedule of data with separation function ``lam``.
 
@@ -198,6 +200,13 @@ def solve_ko(
       method: ``"closed_form"`` (unfolded geodesic) or ``"shooting"`` (Theorem 3.1's ODE).
       time_knots: knots of the returned table (default :func:`default_time_knots`).
       theta_grid: resolution of the :math:`\theta` table used to integrate and invert.
+      gamma_floor: solve with :math:`\max(\gamma, \epsilon)` instead of :math:`\gamma`. The exact
+        KO path crosses regions where :math:`\hat\gamma\approx0` almost instantly
+        (:math:`\dot\theta\propto\gamma^{-1/2}`), so it is sensitive to where an estimated
+        :math:`\hat\lambda` touches the Gaussian bound; a floor caps
+        :math:`\dot\theta\le\dot\phi/\sqrt\epsilon`. The returned ``b`` is then the energy in
+        the floored metric, an upper bound on the path's true energy. It also makes Gaussian data
+        solvable.
 
     Returns:
       A :class:`KOSchedule`, usable anywhere a schedule is, carrying ``b``, ``energy`` and
@@ -212,8 +221,11 @@ def solve_ko(
     if not isinstance(lam, LambdaFit):
         raise TypeError(f"lam must be a kopaths.LambdaFit, got {type(lam).__name__}.")
     t = default_time_knots() if time_knots is None else np.asarray(time_knots, np.float64)
+    gamma_floor = float(gamma_floor)
+    if not 0.0 <= gamma_floor <= 1.0:
+        raise ValueError(f"gamma_floor must lie in [0, 1], got {gamma_floor}.")
     theta_1, r1 = _endpoint(sigma_min)
-    _, phi = _theta_grid(lam, theta_1, 4097)
+    _, phi = _theta_grid(lam, theta_1, 4097, gamma_floor)
     if phi[-1] < 1e-3:
         raise DegenerateLambdaError(
             "gamma(theta) = 1 - (1 - lambda)/cos^2(theta) is zero everywhere (Gaussian-like data): every "
@@ -221,11 +233,11 @@ def solve_ko(
             "the KO path is not unique. Use one of those schedules."
         )
     if method == "closed_form":
-        r, th, energy, _ = _closed_form(lam, sigma_min, t, theta_grid)
+        r, th, energy, _ = _closed_form(lam, sigma_min, t, theta_grid, gamma_floor)
         b = energy
     elif method == "shooting":
-        r, th, b = _shooting(lam, sigma_min, t, theta_grid, rtol)
-        energy = _closed_form(lam, sigma_min, t[:2], theta_grid)[2]
+        r, th, b = _shooting(lam, sigma_min, t, theta_grid, rtol, gamma_floor)
+        energy = _closed_form(lam, sigma_min, t[:2], theta_grid, gamma_floor)[2]
     else:
         raise ValueError(f"method must be 'closed_form' or 'shooting', got {method!r}.")
     alpha, sigma = r * np.sin(th), r * np.cos(th)

@@ -83,3 +83,17 @@ def test_save_load_roundtrip(tmp_path, rademacher_fit):
 def test_ko_energy_is_finite_even_though_conditional_energy_is_large(rademacher_fit):
     ko = solve_ko(rademacher_fit)
     assert np.isfinite(float(conditional_energy(ko)))
+
+
+@pytest.mark.parametrize("method", ["closed_form", "shooting"])
+def test_gamma_floor_bounds_speed_and_energy(rademacher_fit, method):
+    exact = solve_ko(rademacher_fit)
+    floored = solve_ko(rademacher_fit, gamma_floor=0.05, method=method)
+    true_energy = float(kinetic_energy(floored, rademacher_fit))
+    assert exact.b - 1e-4 <= true_energy <= floored.b + 1e-4  # optimal <= its energy <= floored-metric energy
+    t = jnp.linspace(0.0, 1.0, 2001)
+    speed = lambda s: float(jnp.max(jnp.abs(jnp.diff(jnp.arctan2(s(t).alpha, s(t).sigma)))) / (t[1] - t[0]))  # noqa: E731
+    assert speed(floored) < speed(exact)
+    # a floor makes Gaussian data (gamma == 0) solvable: the chord at Phi = sqrt(floor) * pi / 2
+    gauss = solve_ko(LambdaFit.gaussian(), gamma_floor=0.04, method=method)
+    np.testing.assert_allclose(gauss.b, 2 * (1 - np.cos(0.2 * np.pi / 2)), rtol=2e-2)
