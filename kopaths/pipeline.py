@@ -86,10 +86,12 @@ def _check_config(cfg: ml_collections.ConfigDict, outdir: str, sections: tuple[s
             except json.JSONDecodeError:
                 raise ConfigMismatchError(f"{path} is corrupt; delete it or use a new output folder.") from None
         for key in sections:
-            if stored.get(key) != current.get(key):
+            if key in stored and stored[key] != current.get(key):
                 raise ConfigMismatchError(
                     f"{outdir} holds results made with a different '{key}' config; use a new output folder."
                 )
+        # Record sections seen for the first time; never overwrite one that later steps will check.
+        current = {**current, **stored, **{k: current[k] for k in sections if k in current}}
     _write_json(path, current)
 
 

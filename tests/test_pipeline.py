@@ -50,6 +50,8 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
         assert os.path.exists(os.path.join(out, name)), name
     ko = json.load(open(os.path.join(out, "eval_ko.json")))
     assert ko["path"] == "ko" and ko["nll"]["K"] == 1 and np.isfinite(ko["nll"]["bits_per_dim"])
+    # a changed evaluation config is refused even though the earlier stages match
+    assert cli.main(["run", "--outdir", out, *args, "--set", "evaluate.num_samples=8"]) == 2
     # the KO run trained on the pipeline's own KO schedule
     assert json.load(open(os.path.join(out, "train_ko", "ko_schedule.json")))["b"] == json.load(
         open(os.path.join(out, "ko_schedule.json")))["b"]
