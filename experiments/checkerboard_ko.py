@@ -240,7 +240,7 @@ def write_readme(path: str, table: dict) -> None:
         "alpha_t and sigma_t of KO, Cond-OT and SI; the kinetic energy of each on the fitted lambda-hat. "
         "`ko_schedule.json` is the closed-form KO schedule (`kopaths.load_ko_schedule`), "
         "`lambda_hat.json` the raw estimate (`LambdaEstimate.save`; it is noisy, so it can be slightly "
-        "non-monotone or outside [0, 1], which `LambdaEstimate.load` currently rejects), `table.json` all numbers.",
+        "non-monotone or outside [0, 1], which `LambdaEstimate.load` accepts up to 4 standard errors), `table.json` all numbers.",
         "",
     ]
     with open(path, "w") as f:
