@@ -111,3 +111,27 @@ def test_raw_estimates_reload_but_gross_violations_are_rejected(tmp_path):
     bad.save(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="not monotone"):
         LambdaEstimate.load(tmp_path / "bad.json")
+
+
+def test_sharded_over_four_devices_matches_one(tmp_path):
+    """The k axis is split over 4 simulated CPU devices; the estimate must not change."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    x, _ = normalize(np.random.default_rng(9).standard_normal((400, 5)))
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import json, sys, jax, numpy as np; from kopaths.separation import estimate_lambda; "
+        "x = np.load(sys.argv[1]); "
+        "e = estimate_lambda(x, np.array([0.5, 1.0, 3.0]), key=jax.random.key(0), num_noise=96, noise_chunk=32); "
+        "print(json.dumps({'n': jax.device_count(), 'v': e.one_minus_lam.tolist()}))"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n"] == 4
+    one = estimate_lambda(x, np.array([0.5, 1.0, 3.0]), key=jax.random.key(0), num_noise=96, noise_chunk=32)
+    np.testing.assert_allclose(result["v"], one.one_minus_lam, atol=1e-6)
