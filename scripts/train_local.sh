@@ -10,4 +10,4 @@ fi
 config=$1 workdir=$2
 shift 2
 cd "$(dirname "$0")/.."
-exec python -m kopaths.train --config="$config" --workdir="$workdir" "$@"
+exec "${PYTHON:-python}" -m kopaths.train --config="$config" --workdir="$workdir" "$@"

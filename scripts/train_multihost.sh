@@ -18,4 +18,4 @@ if [[ -n "${COORDINATOR:-}" ]]; then
   dist+=(--coordinator_address="$COORDINATOR" --num_processes="${NUM_PROCESSES:?}" --process_id="${PROCESS_ID:?}")
 fi
 cd "$(dirname "$0")/.."
-exec python -m kopaths.train --config="$config" --workdir="$workdir" "${dist[@]}" "$@"
+exec "${PYTHON:-python}" -m kopaths.train --config="$config" --workdir="$workdir" "${dist[@]}" "$@"

@@ -57,7 +57,7 @@ def test_two_processes_match_one_device(tmp_path):
     for pid in range(2):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}",
                    JAX_PLATFORMS="cpu", COORDINATOR=f"localhost:{port}", NUM_PROCESSES="2", PROCESS_ID=str(pid),
-                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+                   PYTHON=sys.executable, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cmd = [os.path.join(REPO, "scripts", "train_multihost.sh"), f"kopaths/training/testing.py:{arg},fsdp=2",
                workdir, "--alsologtostderr"]
         procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
