@@ -245,7 +245,7 @@ def _model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
     ec, tc = cfg.evaluate, cfg.train
     euler = list(ec.euler_nfe)
     head = "| path | " + " | ".join(f"FD Euler {n}" for n in euler) + " | FD dopri5 | NFE dopri5 | KE (model) | NLL (bits/dim) |"
-    rows = [head, "|" + "---|" * (len(euler) + 6)]
+    rows = [head, "|" + "---|" * (len(euler) + 5)]
     for p, r in evals.items():
         fd = " | ".join(f"{r[f'euler_{n}'][FD_LABEL]:.2f}" for n in euler)
         nll = r.get("nll", {})
