@@ -176,8 +176,8 @@ def run_energies(outdir: str, lam: LambdaFit, ko: KOSchedule) -> dict[str, dict[
     return table
 
 
-def run_report(cfg, outdir: str, est: LambdaEstimate, lam: LambdaFit, ko: KOSchedule, energies, seconds: float,
-               extra: list[str] | None = None) -> str:
+def run_report(cfg, outdir: str, est: LambdaEstimate, lam: LambdaFit, ko: KOSchedule, energies,
+               seconds: dict[str, float], extra: list[str] | None = None) -> str:
     """Writes the figures and ``report.md``."""
     plotting.plot_lambda(os.path.join(outdir, "lambda.png"), {cfg.data.name: (est, lam)})
     plotting.plot_schedules(os.path.join(outdir, "schedules.png"), reference_schedules(ko))
@@ -195,7 +195,11 @@ def run_report(cfg, outdir: str, est: LambdaEstimate, lam: LambdaFit, ko: KOSche
         "",
         f"Data: `{cfg.data.name}` (resolution {cfg.data.resolution or 'native'}), n = {est.num_data}, d = {est.dim}; "
         f"lambda-hat from k = {est.num_noise} noise samples on {est.snr.size} snr points "
-        f"({est.seconds:.1f} s). Total wall time {seconds:.1f} s.",
+        f"({est.seconds:.1f} s).",
+        "",
+        "Wall time of the stages (summed over resumed runs): "
+        + (", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + f"; total {sum(seconds.values()):.0f} s."
+           if seconds else "not recorded."),
         "",
         "## Data separation function",
         "![lambda](lambda.png)",
@@ -273,19 +277,49 @@ def _model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
     ]
 
 
+class _StageTimer:
+    """Wall time of each stage that did work, summed over interrupted and resumed runs."""
+
+    def __init__(self, outdir: str):
+        self.path = os.path.join(outdir, "timings.json")
+        self.seconds: dict[str, float] = {}
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.seconds = json.load(f)
+
+    def __call__(self, stage: str, done_marker: str, fn):
+        fresh = not os.path.exists(done_marker)
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            if fresh:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+                _write_json(self.path, self.seconds)
+
+
 def run_pipeline(cfg: ml_collections.ConfigDict, outdir: str) -> str:
     """Runs every step (resuming finished ones) and returns the report path."""
-    start = time.perf_counter()
     validate_config(cfg)
-    est = run_separation(cfg, outdir)
-    lam, ko = run_solve(cfg, outdir, est)
+    os.makedirs(outdir, exist_ok=True)
+    timer = _StageTimer(outdir)
+    est = timer("lambda-hat", os.path.join(outdir, "lambda.json"), lambda: run_separation(cfg, outdir))
+    lam, ko = timer("KO solve", os.path.join(outdir, "ko_schedule.json"), lambda: run_solve(cfg, outdir, est))
     energies = run_energies(outdir, lam, ko)
     extra: list[str] = []
     if cfg.train.enabled:
         _check_config(cfg, outdir, ("seed", "data", "separation", "ko", "train", "evaluate"))
-        workdirs = pipeline_models.run_training(cfg, outdir)
-        evals = pipeline_models.run_evaluation(cfg, outdir, workdirs)
+        done = os.path.join(outdir, "training_done.json")
+
+        def train():
+            workdirs = pipeline_models.run_training(cfg, outdir)
+            _write_json(done, workdirs)
+            return workdirs
+
+        workdirs = timer("training", done, train)
+        last_eval = os.path.join(outdir, f"eval_{cfg.train.paths[-1]}.json")
+        evals = timer("evaluation", last_eval, lambda: pipeline_models.run_evaluation(cfg, outdir, workdirs))
         extra = _model_section(cfg, outdir, evals)
-    path = run_report(cfg, outdir, est, lam, ko, energies, time.perf_counter() - start, extra)
+    path = run_report(cfg, outdir, est, lam, ko, energies, timer.seconds, extra)
     _log(f"report: {path}")
     return path
