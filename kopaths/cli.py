@@ -146,7 +146,10 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     from kopaths import evaluate
 
-    evaluate.main(args.evaluate_args)
+    forwarded = list(args.evaluate_args)
+    if forwarded[:1] == ["--"]:
+        forwarded = forwarded[1:]
+    evaluate.main(forwarded)
     return 0
 
 
@@ -223,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kopaths`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["evaluate"] and argv[1:2] not in (["-h"], ["--help"]):
+        argv = ["evaluate", "--", *[a for a in argv[1:2] if a != "--"], *argv[2:]]  # everything else is forwarded
     args = _parser().parse_args(argv)
     from kopaths.data.errors import DataNotFoundError
 

@@ -174,3 +174,9 @@ def test_sigint_during_training_saves_and_resumes_and_config_mismatch_is_refused
     proc = subprocess.run([*KOPATHS, *args, "--set", f"train.total_steps={steps[-1] + 2}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"trained to step {steps[-1] + 2}" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--workdir", "/nonexistent"], ["evaluate", "--", "--workdir", "/nonexistent"]])
+def test_evaluate_forwards_its_arguments(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "No checkpoints under /nonexistent" in capsys.readouterr().err
