@@ -38,12 +38,25 @@ PATHS = {"vp": "DDPM/VP", "cosine": "SI", "cond_ot": "Cond-OT", "ko": "KO"}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def train(path: str, workdir: str, quick: bool, overrides: list[str]) -> None:
-    cfg = os.path.join(HERE, "configs", "fmnist_unet.py") + f":{path}" + (",runlocal" if quick else "")
+def train(path: str, workdir: str, variant: str, overrides: list[str]) -> None:
+    cfg = os.path.join(HERE, "configs", "fmnist_unet.py") + f":{path}" + (f",{variant}" if variant != "full" else "")
     cmd = [sys.executable, "-m", "kopaths.train", f"--config={cfg}", f"--workdir={workdir}",
            "--config.progress_bar=false", *overrides]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def _finished_eval(out_json: str, ev_args: list[str], steps: list[int]) -> dict | None:
+    """The record in ``out_json`` if it scored ``steps`` with the same arguments (re-runs resume)."""
+    if not os.path.exists(out_json):
+        return None
+    with open(out_json) as f:
+        record = json.load(f)
+    wanted = dict(zip(ev_args[::2], ev_args[1::2]))
+    have = {f"--{k}": v for k, v in record.get("args", {}).items()}
+    same = all(str(have.get(k)) == str(v) for k, v in wanted.items() if k.startswith("--") and k != "--workdir")
+    same = same and ("--inception" in ev_args) == bool(record["args"].get("inception"))
+    return record if same and record.get("steps") == steps else None
 
 
 def main() -> None:
@@ -54,6 +67,8 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/fmnist_table1", help="training workdirs <root>/<path>")
     ap.add_argument("--out", default="experiments/results/fmnist_table1")
     ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--variant", default="cpu", choices=("cpu", "full"),
+                    help="fmnist_unet config variant: 'cpu' (1.2M-parameter U-Net, 1200 steps) or 'full' (GPU scale)")
     ap.add_argument("--num_samples", type=int, default=2000)
     ap.add_argument("--num_bpd", type=int, default=500)
     ap.add_argument("--K", type=int, default=1)
@@ -75,7 +90,7 @@ def main() -> None:
     for path in args.paths.split(","):
         wd = os.path.join(args.root, path)
         if not args.skip_train:
-            train(path, wd, args.quick, overrides)
+            train(path, wd, "runlocal" if args.quick else args.variant, overrides)
         ev_args = ["--workdir", wd, "--steps", "last3", "--num_samples", str(args.num_samples), "--euler_nfe", euler,
                    "--tol", str(args.tol), "--num_bpd", str(args.num_bpd), "--K", str(args.K),
                    "--probes", str(args.probes), "--output", os.path.join(args.out, f"eval_{path}.json")]
@@ -86,7 +101,13 @@ def main() -> None:
             print(f"no FD classifier at {clf}: FD columns will be empty", flush=True)
         if args.inception:
             ev_args.append("--inception")
-        results["paths"][path] = evaluate.main(ev_args)["mean_over_steps"]
+        out_json = os.path.join(args.out, f"eval_{path}.json")
+        record = _finished_eval(out_json, ev_args, evaluate.list_steps(wd)[-3:])
+        if record is None:
+            record = evaluate.main(ev_args)
+        else:
+            print(f"{path}: reusing {out_json} (same checkpoints and evaluation arguments)", flush=True)
+        results["paths"][path] = record["mean_over_steps"]
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
 

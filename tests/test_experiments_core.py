@@ -71,3 +71,18 @@ def test_checkerboard_ko_quick(tmp_path):
     assert sched.b == pytest.approx(on_disk["ko"]["b"])
     est = json.loads((out / "lambda_hat.json").read_text())  # raw, noisy: read as JSON, not validated
     assert est["num_data"] == 2048 and est["dim"] == 2 and len(est["snr"]) == 32 == len(est["stderr"])
+
+
+def test_fmnist_table1_reuses_only_a_matching_evaluation(tmp_path):
+    table1 = pytest.importorskip("experiments.fmnist_table1")
+    out = tmp_path / "eval_ko.json"
+    ev_args = ["--workdir", "/runs/ko", "--steps", "last3", "--num_samples", "128", "--tol", "1e-05"]
+    assert table1._finished_eval(str(out), ev_args, [1000, 1100, 1200]) is None
+    record = {"steps": [1000, 1100, 1200], "mean_over_steps": {"kinetic_energy": 1.0},
+              "args": {"workdir": "/elsewhere/ko", "steps": "last3", "num_samples": 128, "tol": 1e-05, "inception": False}}
+    out.write_text(json.dumps(record))
+    assert table1._finished_eval(str(out), ev_args, [1000, 1100, 1200]) == record
+    # A newer checkpoint, other evaluation sizes or an added FID all force a fresh evaluation.
+    assert table1._finished_eval(str(out), ev_args, [1100, 1200, 1300]) is None
+    assert table1._finished_eval(str(out), [*ev_args[:-1], "1e-03"], [1000, 1100, 1200]) is None
+    assert table1._finished_eval(str(out), [*ev_args, "--inception"], [1000, 1100, 1200]) is None

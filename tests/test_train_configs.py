@@ -35,9 +35,22 @@ def test_config_variants_build(name, path):
     json.dumps(full.to_dict())  # checkpoints store the config as JSON
 
 
-def test_config_arg_errors():
-    with pytest.raises(ValueError, match="expected '<path>\\[,runlocal\\]'"):
-        _load("fmnist_unet").get_config("ddim")
+@pytest.mark.parametrize("arg", ["ddim", "ko,cpu,runlocal", "ko,cond_ot"])
+def test_config_arg_errors(arg):
+    with pytest.raises(ValueError, match="expected '<path>\\[,<variant>\\]'"):
+        _load("fmnist_unet").get_config(arg)
+    with pytest.raises(ValueError, match="variant in \\('runlocal',\\)"):
+        _load("checkerboard_mlp").get_config("ko,cpu")
+
+
+def test_fmnist_cpu_variant_is_the_main_job_model():
+    from kopaths.pipeline_models import default_train_config
+
+    c = _load("fmnist_unet").get_config("ko,cpu")
+    assert c.model.to_dict() == default_train_config().model.to_dict()
+    # Table 1 averages the last three checkpoints, all of them late in training.
+    last3 = [c.total_steps - k * c.checkpoint.every_steps for k in range(3)]
+    assert c.checkpoint.max_to_keep >= 3 and min(last3) >= 0.8 * c.total_steps
 
 
 @pytest.mark.parametrize("path", ["vp", "cosine"])

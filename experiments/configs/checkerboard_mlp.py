@@ -10,7 +10,8 @@ from kopaths.training import config_lib
 
 def get_config(arg: str | None = None):
     """Returns the run config for ``arg = "<path>[,runlocal]"``."""
-    path, runlocal = config_lib.parse_config_arg(arg)
+    path, variant = config_lib.parse_config_arg(arg)
+    runlocal = variant == "runlocal"
     c = config_lib.base_config(path)
     c.data = config_lib.data_config("checkerboard")
     c.model = dict(name="mlp", hidden_sizes=(512, 512, 512, 512), time_embed_dim=64, time_scale=1000.0,

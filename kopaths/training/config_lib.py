@@ -9,14 +9,21 @@ __all__ = ["PATHS", "parse_config_arg", "base_config", "path_config", "data_conf
 PATHS = ("cond_ot", "vp", "cosine", "ko")
 
 
-def parse_config_arg(arg: str | None, default_path: str = "cond_ot") -> tuple[str, bool]:
-    """Parses ``"<path>[,runlocal]"`` (as in ``--config file.py:ko,runlocal``)."""
+def parse_config_arg(
+    arg: str | None, default_path: str = "cond_ot", variants: tuple[str, ...] = ("runlocal",)
+) -> tuple[str, str | None]:
+    """Parses ``"<path>[,<variant>]"`` (as in ``--config file.py:ko,runlocal``).
+
+    Returns ``(path, variant)``; ``variant`` is one of ``variants`` or ``None``.
+    """
     parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-    runlocal = "runlocal" in parts
-    names = [p for p in parts if p != "runlocal"]
-    if len(names) > 1 or (names and names[0] not in PATHS):
-        raise ValueError(f"Config arg {arg!r}: expected '<path>[,runlocal]' with path in {PATHS}.")
-    return (names[0] if names else default_path), runlocal
+    chosen = [p for p in parts if p in variants]
+    names = [p for p in parts if p not in variants]
+    if len(names) > 1 or len(chosen) > 1 or (names and names[0] not in PATHS):
+        raise ValueError(
+            f"Config arg {arg!r}: expected '<path>[,<variant>]' with path in {PATHS} and variant in {variants}."
+        )
+    return (names[0] if names else default_path), (chosen[0] if chosen else None)
 
 
 def path_config(name: str) -> ml_collections.ConfigDict:
