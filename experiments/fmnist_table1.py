@@ -14,12 +14,15 @@ checkpoints of each run with :mod:`kopaths.evaluate` and averages them, as the p
 Writes ``results.json`` and ``results.md`` under ``--out``. Everything after ``--`` is passed to
 ``kopaths.train`` as config overrides (e.g. ``--config.total_steps=20000``).
 
-Reproduce (prepare the data and the FD classifier once)::
+Reproduce the README's table (2-core CPU, about 2.5 hours; prepare the data and the FD classifier
+once; re-running resumes training and reuses finished evaluations)::
 
     python -m kopaths.data.prepare --dataset fashion_mnist
     python -m kopaths.evaluation.classifier --dataset fashion_mnist --output ~/.cache/kopaths/clf_fashion_mnist.npz
     PYTHONPATH=. python experiments/fmnist_table1.py --root /tmp/fmnist_table1 --out experiments/results/fmnist_table1 \
-        -- --config.total_steps=20000 --config.checkpoint.every_steps=2000
+        --num_samples 128 --num_bpd 16 --K 1 --probes 1 --tol 1e-5
+
+A GPU-scale run uses ``--variant full`` (the 100k-step config) with the default evaluation sizes.
 
 Smoke test (seconds-long training, tiny evaluation)::
 
