@@ -49,17 +49,18 @@ def train(path: str, workdir: str, variant: str, overrides: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def _finished_eval(out_json: str, ev_args: list[str], steps: list[int]) -> dict | None:
-    """The record in ``out_json`` if it scored ``steps`` with the same arguments (re-runs resume)."""
+def _finished_eval(out_json: str, ev_args: list[str]) -> dict | None:
+    """The record in ``out_json`` if it scored the same checkpoints with the same arguments (re-runs resume)."""
+    from kopaths import evaluate  # noqa: PLC0415
+
     if not os.path.exists(out_json):
         return None
     with open(out_json) as f:
         record = json.load(f)
-    wanted = dict(zip(ev_args[::2], ev_args[1::2]))
-    have = {f"--{k}": v for k, v in record.get("args", {}).items()}
-    same = all(str(have.get(k)) == str(v) for k, v in wanted.items() if k.startswith("--") and k != "--workdir")
-    same = same and ("--inception" in ev_args) == bool(record["args"].get("inception"))
-    return record if same and record.get("steps") == steps else None
+    wanted = vars(evaluate.parse_args(ev_args))
+    have = record.get("args", {})
+    same = all(have.get(k) == v for k, v in wanted.items() if k != "workdir")
+    return record if same and record.get("steps") == evaluate.select_steps(wanted["workdir"], wanted["steps"]) else None
 
 
 def main() -> None:
@@ -105,7 +106,7 @@ def main() -> None:
         if args.inception:
             ev_args.append("--inception")
         out_json = os.path.join(args.out, f"eval_{path}.json")
-        record = _finished_eval(out_json, ev_args, evaluate.list_steps(wd)[-3:])
+        record = _finished_eval(out_json, ev_args)
         if record is None:
             record = evaluate.main(ev_args)
         else:

@@ -46,7 +46,7 @@ from kopaths import metrics as M
 from kopaths import sampling as S
 from kopaths.schedules import Schedule
 
-__all__ = ["FlaxVelocity", "LoadedRun", "list_steps", "load_run", "evaluate_run", "main"]
+__all__ = ["FlaxVelocity", "LoadedRun", "list_steps", "select_steps", "load_run", "evaluate_run", "parse_args", "main"]
 
 
 class FlaxVelocity(eqx.Module):
@@ -246,8 +246,8 @@ def _mean_over_steps(results: list[dict]) -> dict:
     return walk(results)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point; returns the written record."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options of :func:`main` (also recorded under ``"args"`` in its JSON)."""
     ap = argparse.ArgumentParser(prog="python -m kopaths.evaluate", description="Evaluate kopaths checkpoints.")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--steps", default="latest", help="'latest', 'last3', 'all' or comma-separated steps")
@@ -261,19 +261,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--inception", action="store_true", help="also FID with the converted TF-FID Inception weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None, help="JSON path (default <workdir>/eval.json)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    steps = list_steps(args.workdir)
+
+def select_steps(workdir: str, spec: str) -> list[int]:
+    """The checkpoint steps ``spec`` names: 'latest', 'lastN', 'all' or comma-separated steps."""
+    steps = list_steps(workdir)
     if not steps:
-        raise SystemExit(f"No checkpoints in {args.workdir}.")
-    if args.steps == "latest":
-        chosen = steps[-1:]
-    elif args.steps.startswith("last"):
-        chosen = steps[-int(args.steps[4:]):]
-    elif args.steps == "all":
-        chosen = steps
-    else:
-        chosen = [int(s) for s in args.steps.split(",")]
+        raise SystemExit(f"No checkpoints in {workdir}.")
+    if spec == "latest":
+        return steps[-1:]
+    if spec.startswith("last"):
+        return steps[-int(spec[4:]):]
+    if spec == "all":
+        return steps
+    return [int(s) for s in spec.split(",")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """CLI entry point; returns the written record."""
+    args = parse_args(argv)
+    chosen = select_steps(args.workdir, args.steps)
     euler = [int(n) for n in args.euler_nfe.split(",") if n]
     feature_fns = {}
     if args.classifier:

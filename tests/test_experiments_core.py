@@ -73,16 +73,22 @@ def test_checkerboard_ko_quick(tmp_path):
     assert est["num_data"] == 2048 and est["dim"] == 2 and len(est["snr"]) == 32 == len(est["stderr"])
 
 
-def test_fmnist_table1_reuses_only_a_matching_evaluation(tmp_path):
+def test_fmnist_table1_reuses_only_a_matching_evaluation(tmp_path, monkeypatch):
     table1 = pytest.importorskip("experiments.fmnist_table1")
+    from kopaths import evaluate
+
+    checkpoints = [1000, 1100, 1200]
+    monkeypatch.setattr(evaluate, "list_steps", lambda workdir: list(checkpoints))
     out = tmp_path / "eval_ko.json"
     ev_args = ["--workdir", "/runs/ko", "--steps", "last3", "--num_samples", "128", "--tol", "1e-05"]
-    assert table1._finished_eval(str(out), ev_args, [1000, 1100, 1200]) is None
-    record = {"steps": [1000, 1100, 1200], "mean_over_steps": {"kinetic_energy": 1.0},
-              "args": {"workdir": "/elsewhere/ko", "steps": "last3", "num_samples": 128, "tol": 1e-05, "inception": False}}
+    assert table1._finished_eval(str(out), ev_args) is None
+    # What evaluate.main records, from a run whose workdir has since moved.
+    recorded = dict(vars(evaluate.parse_args(ev_args)), workdir="/elsewhere/ko")
+    record = {"steps": [1000, 1100, 1200], "mean_over_steps": {"kinetic_energy": 1.0}, "args": recorded}
     out.write_text(json.dumps(record))
-    assert table1._finished_eval(str(out), ev_args, [1000, 1100, 1200]) == record
-    # A newer checkpoint, other evaluation sizes or an added FID all force a fresh evaluation.
-    assert table1._finished_eval(str(out), ev_args, [1100, 1200, 1300]) is None
-    assert table1._finished_eval(str(out), [*ev_args[:-1], "1e-03"], [1000, 1100, 1200]) is None
-    assert table1._finished_eval(str(out), [*ev_args, "--inception"], [1000, 1100, 1200]) is None
+    assert table1._finished_eval(str(out), ev_args) == record
+    # Other evaluation sizes, an added FID or a newer checkpoint all force a fresh evaluation.
+    assert table1._finished_eval(str(out), [*ev_args[:-1], "1e-03"]) is None
+    assert table1._finished_eval(str(out), [*ev_args, "--inception"]) is None
+    checkpoints.append(1300)
+    assert table1._finished_eval(str(out), ev_args) is None
