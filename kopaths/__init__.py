@@ -3,11 +3,31 @@
 The stable public API is what this module exports; submodules hold the details.
 """
 
+from kopaths.diagnostics import ScheduleDiagnostics, schedule_diagnostics
 from kopaths.ideal import marginal_velocity, posterior_mean
-from kopaths.kinetic import conditional_energy, kinetic_energy, kinetic_energy_monte_carlo
-from kopaths.ko import DegenerateLambdaError, KOSchedule, load_ko_schedule, solve_ko
+from kopaths.kinetic import conditional_energy, kinetic_energy, kinetic_energy_density, kinetic_energy_monte_carlo
+from kopaths.ko import (
+    KO_VARIANTS,
+    DegenerateLambdaError,
+    KOSchedule,
+    KOSolution,
+    load_ko_schedule,
+    load_ko_solution,
+    solve_ko,
+    solve_ko_from_data,
+    solve_ko_from_estimate,
+    solve_ko_variant,
+)
 from kopaths.lambda_fit import LambdaFit, fit_lambda
 from kopaths.normalization import AffineStats, normalize
+from kopaths.objective import (
+    LogitNormalTimes,
+    SnrMatchedSampler,
+    UniformTimes,
+    flow_matching_loss,
+    log_snr_weighting,
+    make_time_sampler,
+)
 from kopaths.paths import (
     conditional_velocity,
     epsilon_to_velocity,
@@ -17,50 +37,75 @@ from kopaths.paths import (
     x1_to_velocity,
 )
 from kopaths.schedules import (
+    PATHS,
     CondOTSchedule,
     CosineSchedule,
     LinearVPSchedule,
+    PathSpec,
+    PolarOutput,
     PolynomialSchedule,
     Schedule,
     SchedulerOutput,
     TabulatedSchedule,
     VPSchedule,
     get_schedule,
+    path_spec,
 )
-from kopaths.separation import LambdaEstimate, estimate_lambda, gaussian_lambda, snr_grid
+from kopaths.separation import LambdaEstimate, covariance_spectrum, estimate_lambda, gaussian_lambda, linear_mmse, snr_grid
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "KO_VARIANTS",
+    "PATHS",
     "AffineStats",
     "CondOTSchedule",
     "CosineSchedule",
     "DegenerateLambdaError",
     "KOSchedule",
+    "KOSolution",
     "LambdaEstimate",
     "LambdaFit",
     "LinearVPSchedule",
+    "LogitNormalTimes",
+    "PathSpec",
+    "PolarOutput",
     "PolynomialSchedule",
     "Schedule",
+    "ScheduleDiagnostics",
     "SchedulerOutput",
+    "SnrMatchedSampler",
     "TabulatedSchedule",
+    "UniformTimes",
     "VPSchedule",
     "conditional_energy",
     "conditional_velocity",
+    "covariance_spectrum",
     "epsilon_to_velocity",
     "estimate_lambda",
     "fit_lambda",
+    "flow_matching_loss",
     "gaussian_lambda",
     "get_schedule",
     "kinetic_energy",
+    "kinetic_energy_density",
     "kinetic_energy_monte_carlo",
+    "linear_mmse",
     "load_ko_schedule",
+    "load_ko_solution",
+    "log_snr_weighting",
+    "make_time_sampler",
     "marginal_velocity",
     "normalize",
+    "path_spec",
     "posterior_mean",
     "sample_xt",
+    "schedule_diagnostics",
     "snr_grid",
     "solve_ko",
+    "solve_ko_from_data",
+    "solve_ko_from_estimate",
+    "solve_ko_variant",
     "velocity_to_epsilon",
     "velocity_to_x1",
     "x1_to_velocity",

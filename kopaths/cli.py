@@ -171,9 +171,11 @@ def _cmd_solve(args) -> int:
     pipeline.validate_config(cfg)
     table = args.lambda_table or os.path.join(args.outdir, "lambda.json")
     est = LambdaEstimate.load(table)
-    lam, ko = pipeline.run_solve(cfg, args.outdir, est)
-    pipeline.run_energies(args.outdir, lam, ko)
-    print(f"KO schedule: b = {ko.b:.5f} -> {os.path.join(args.outdir, 'ko_schedule.json')}")
+    lam, variants = pipeline.run_solve(cfg, args.outdir, est)
+    energies = pipeline.run_energies(args.outdir, lam, variants)
+    print("\n".join(pipeline.diagnostics_rows(energies)))
+    print(f"KO schedule ({cfg.ko.variant}): b = {variants['exact'].b:.5f} -> {os.path.join(args.outdir, 'ko_schedule.json')}; "
+          f"diagnostics in {os.path.join(args.outdir, 'energies.json')}")
     return 0
 
 

@@ -162,8 +162,13 @@ def evaluate_run(
     num_importance: int,
     num_probes: int,
     feature_fns: dict[str, Any] | None = None,
+    sampling_paths: dict[str, Schedule] | None = None,
 ) -> dict[str, Any]:
-    """Scores one restored checkpoint; returns a JSON-able dict (see module docstring)."""
+    """Scores one restored checkpoint; returns a JSON-able dict (see module docstring).
+
+    ``sampling_paths`` adds ``"sampled_along"``: the same model sampled along each of those paths
+    by the scale-time transform (:mod:`kopaths.evaluation.along_paths`), Euler and dopri5 alike.
+    """
     k_noise, k_sw, k_bpd = jax.random.split(key, 3)
     held, raw, stats, deq = _held_out(run.config, max(num_samples, num_bpd))
     shape = held.shape[1:]
@@ -192,17 +197,16 @@ def evaluate_run(
             "mmd_rbf": float(M.mmd_rbf(x[:2000], ref[:2000])),
         }
 
-    for nfe in euler_nfe:
-        t = time.perf_counter()
-        res = S.sample_fixed(run.velocity, x0, method="euler", nfe=nfe)
-        out[f"euler_{nfe}"] = {"nfe": nfe, "seconds": time.perf_counter() - t, **distances(res.x)}
-    t = time.perf_counter()
-    ke = M.kinetic_energy_along_samples(run.velocity, x0, method="dopri5", rtol=tol, atol=tol)
-    out["dopri5"] = {
-        "rtol": tol, "atol": tol, "nfe_mean": float(jnp.mean(ke.nfe)), "nfe_max": int(jnp.max(ke.nfe)),
-        "seconds": time.perf_counter() - t, **distances(ke.samples),
-    }
-    out["kinetic_energy"] = float(ke.kinetic_energy)
+    from kopaths.evaluation.along_paths import evaluate_along_paths  # noqa: PLC0415
+
+    own = run.config.path.name
+    paths = {own: run.schedule, **{k: v for k, v in (sampling_paths or {}).items() if k != own}}
+    along = evaluate_along_paths(run.velocity, run.schedule, paths, x0, euler_nfe=tuple(euler_nfe), tol=tol,
+                                 score=distances)
+    out.update(along[own])
+    out["kinetic_energy"] = along[own]["dopri5"]["kinetic_energy"]
+    if sampling_paths:
+        out["sampled_along"] = along
     if num_bpd > 0:
         xb = jnp.asarray(held[:num_bpd])
         use_hutch = num_probes > 0 or d > 64

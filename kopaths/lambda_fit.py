@@ -15,7 +15,6 @@ satisfies; :math:`g` is evaluated without dividing by a vanishing cosine.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import equinox as eqx
@@ -23,12 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kopaths.schedules import hermite_eval, pchip_slopes
+from kopaths.schedules import HALF_PI, hermite_eval, pchip_slopes
 from kopaths.separation import LambdaEstimate, validate_table
 
 __all__ = ["LambdaFit", "fit_lambda", "isotonic_regression"]
-
-HALF_PI = 0.5 * math.pi
 
 
 class LambdaFit(eqx.Module):
@@ -37,7 +34,9 @@ class LambdaFit(eqx.Module):
     :math:`1-\lambda` is a monotone (Fritsch-Carlson) cubic Hermite spline in :math:`\theta` on
     knots :math:`0=\theta_0<\dots<\theta_K<\pi/2`; beyond :math:`\theta_K` the tail keeps
     :math:`g` constant, :math:`1-\lambda = g_K\cos^2\theta` (Gaussian-like). A non-increasing
-    table gives a non-increasing :math:`1-\lambda` everywhere.
+    table gives a non-increasing :math:`1-\lambda` everywhere. The table is kept in float64
+    (NumPy), so solvers running with ``jax.enable_x64`` see :math:`\gamma\approx(m_2-1)\theta^2`
+    at small :math:`\theta` without float32 cancellation.
     """
 
     theta_knots: jax.Array
@@ -46,8 +45,12 @@ class LambdaFit(eqx.Module):
     g_tail: jax.Array
 
     @classmethod
-    def from_one_minus(cls, theta, one_minus) -> "LambdaFit":
-        """Builds the spline from knots ``theta`` (from 0, increasing, below pi/2) and ``1 - lambda``."""
+    def from_one_minus(cls, theta, one_minus, slopes=None) -> "LambdaFit":
+        """Builds the spline from knots ``theta`` (from 0, increasing, below pi/2) and ``1 - lambda``.
+
+        ``slopes`` (optional, NaN where unknown) gives exact derivatives at some knots; the others
+        get shape-preserving (Fritsch-Carlson) slopes.
+        """
         theta, h = np.asarray(theta, np.float64), np.asarray(one_minus, np.float64)
         if theta.ndim != 1 or h.shape != theta.shape or theta.size < 2:
             raise ValueError("theta and 1 - lambda must be 1-D of equal length >= 2.")
@@ -55,11 +58,11 @@ class LambdaFit(eqx.Module):
             raise ValueError("theta knots must increase strictly from 0 and stay below pi/2.")
         h = np.clip(h, 0.0, np.cos(theta) ** 2)
         g_tail = h[-1] / np.cos(theta[-1]) ** 2
-        dtype = jnp.result_type(float)
-        return cls(
-            jnp.asarray(theta, dtype), jnp.asarray(h, dtype), jnp.asarray(pchip_slopes(theta, h), dtype),
-            jnp.asarray(g_tail, dtype),
-        )
+        dh = pchip_slopes(theta, h)
+        if slopes is not None:
+            given = np.asarray(slopes, np.float64)
+            dh = np.where(np.isfinite(given), given, dh)
+        return cls(theta, h, dh, np.asarray(g_tail, np.float64))
 
     @classmethod
     def gaussian(cls) -> "LambdaFit":
@@ -89,19 +92,23 @@ class LambdaFit(eqx.Module):
     def one_minus_lambda_theta(self, theta) -> jax.Array:
         r""":math:`1-\lambda(\tan\theta)`."""
         theta = jnp.asarray(theta)
-        knots, h, dh = (v.astype(theta.dtype) for v in (self.theta_knots, self.h_values, self.h_slopes))
+        if not jnp.issubdtype(theta.dtype, jnp.floating):
+            theta = theta.astype(jnp.result_type(float))
+        knots, h, dh = (jnp.asarray(v, theta.dtype) for v in (self.theta_knots, self.h_values, self.h_slopes))
         inside, _ = hermite_eval(theta, knots, h, dh)
-        tail = self.g_tail.astype(theta.dtype) * jnp.cos(theta) ** 2
+        tail = jnp.asarray(self.g_tail, theta.dtype) * jnp.cos(theta) ** 2
         return jnp.clip(jnp.where(theta <= knots[-1], inside, tail), 0.0, 1.0)
 
     @eqx.filter_jit
     def g(self, theta) -> jax.Array:
         r""":math:`g(\theta) = (1-\lambda)/\cos^2\theta \in [0, 1]`."""
         theta = jnp.asarray(theta)
-        last = self.theta_knots[-1].astype(theta.dtype)
+        if not jnp.issubdtype(theta.dtype, jnp.floating):
+            theta = theta.astype(jnp.result_type(float))
+        last = jnp.asarray(self.theta_knots[-1], theta.dtype)
         safe = jnp.minimum(theta, last)
         inside = self.one_minus_lambda_theta(safe) / jnp.cos(safe) ** 2
-        return jnp.clip(jnp.where(theta <= last, inside, self.g_tail.astype(theta.dtype)), 0.0, 1.0)
+        return jnp.clip(jnp.where(theta <= last, inside, jnp.asarray(self.g_tail, theta.dtype)), 0.0, 1.0)
 
     def gamma(self, theta) -> jax.Array:
         r""":math:`\gamma(\theta) = 1 - (1-\lambda(\tan\theta))/\cos^2\theta = 1 - g(\theta)`."""
@@ -151,12 +158,38 @@ def _knots(snr: np.ndarray, one_minus: np.ndarray):
     return theta, one_minus
 
 
-def fit_lambda(estimate: LambdaEstimate, *, warn: bool = True) -> LambdaFit:
+#: Knots (uniform and geometric, each) on the small-snr range where the linear-MMSE bound is used.
+SMALL_THETA_KNOTS = 48
+
+
+def _bound_in_theta(estimate: LambdaEstimate, theta: np.ndarray, total: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""The estimate's MMSE bound :math:`\frac1d\sum_k c_k\cos^2\theta/(\cos^2\theta + c_k\sin^2\theta)`
+    (over ``total``) and its exact :math:`\theta`-derivative :math:`-\frac1d\sum_k c_k^2\sin2\theta/(\cos^2\theta+c_k\sin^2\theta)^2`."""
+    c = np.ones(1) if estimate.cov_eigenvalues is None else np.asarray(estimate.cov_eigenvalues, np.float64)
+    d = 1 if estimate.cov_eigenvalues is None else estimate.dim
+    u, v = np.cos(theta)[:, None] ** 2, np.sin(theta)[:, None] ** 2
+    denominator = u + c * v
+    value = np.sum(c * u / denominator, axis=1) / d
+    slope = -np.sum(c**2 * np.sin(2 * theta)[:, None] / denominator**2, axis=1) / d
+    return value / total, slope / total
+
+
+def fit_lambda(estimate: LambdaEstimate, *, warn: bool = True, significance: float = 3.0) -> LambdaFit:
     r"""Fits a :class:`LambdaFit` to a noisy :class:`~kopaths.separation.LambdaEstimate`.
 
-    The estimate is made non-decreasing by weighted isotonic regression (weights
-    ``1/stderr^2``), then clipped into :math:`[s^2/(1+s^2), 1]`; a clip larger than three
-    standard errors triggers a warning, since it means too few samples or unnormalised data.
+    1. The estimate of :math:`1-\lambda` is made non-increasing by weighted isotonic regression
+       (weights ``1/stderr^2``).
+    2. It is clipped below the estimate's upper bound :meth:`LambdaEstimate.mmse_bound`: the
+       linear-MMSE bound of the data's covariance spectrum, or :math:`1/(1+s^2)` for an estimate
+       without one. A clip larger than ``significance`` standard errors warns, since it means too
+       few samples or unnormalised data.
+    3. Small snr: wherever the estimate does not yet differ from the bound by ``significance``
+       standard errors (a prefix of the grid), the bound itself is used, and extra knots from it
+       are placed on a geometric grid below the first positive snr. The bound equals
+       :math:`1-\lambda` to second order, so the fit follows
+       :math:`\gamma(\theta)\approx(m_2-1)\theta^2`, :math:`m_2=\operatorname{tr}(C^2)/d`, and is
+       positive wherever the covariance is not isotropic: clipping never leaves an interval with
+       :math:`\hat\gamma = 0`.
     """
     snr = np.asarray(estimate.snr, np.float64)
     one_minus = np.asarray(estimate.one_minus_lam, np.float64)
@@ -165,16 +198,52 @@ def fit_lambda(estimate: LambdaEstimate, *, warn: bool = True) -> LambdaFit:
         raise ValueError("Lambda estimate contains NaN or Inf.")
     if np.any(np.diff(snr) <= 0) or snr[0] < 0:
         raise ValueError("Lambda estimate snr grid must be non-negative and strictly increasing.")
+    upper = estimate.mmse_bound(snr)
+    total = 1.0
+    if estimate.cov_eigenvalues is not None:
+        # tr(C)/d = 1 for normalised data; dividing by it removes float32 round-off at s = 0.
+        total = float(estimate.mmse_bound(np.zeros(1))[0])
+        upper, one_minus, stderr = upper / total, one_minus / total, stderr / total
     weights = 1.0 / np.maximum(stderr, 1e-12) ** 2
     one_minus = -isotonic_regression(-one_minus, weights)  # 1 - lambda is non-increasing
-    upper = 1.0 / (1.0 + snr**2)
     excess = one_minus - upper
-    if warn and np.any(excess > 3 * stderr + 1e-6):
-        i = int(np.argmax(excess - 3 * stderr))
+    clipped = excess > significance * stderr + 1e-6
+    if warn and np.any(clipped):
+        i = int(np.argmax(excess - significance * stderr))
         warnings.warn(
-            f"lambda-hat falls below the Gaussian bound s^2/(1+s^2) at {int(np.sum(excess > 3 * stderr + 1e-6))} "
-            f"snr points (worst at s={snr[i]:.3g} by {excess[i]:.3g}, stderr {stderr[i]:.2g}); clipped.",
+            f"lambda-hat falls below its lower bound (the linear-MMSE bound of the data covariance) at "
+            f"{int(np.sum(clipped))} snr points (worst at s={snr[i]:.3g} by {excess[i]:.3g}, stderr {stderr[i]:.2g}); "
+            "clipped. Too few noise samples, or data that are not normalised?",
             stacklevel=2,
         )
-    one_minus = np.clip(one_minus, 0.0, upper)
-    return LambdaFit.from_one_minus(*_knots(snr, one_minus))
+    one_minus = np.minimum(np.clip(one_minus, 0.0, None), upper)
+    theta_grid = np.arctan(snr)
+    usable = theta_grid < HALF_PI - 1e-6
+    separated = ((upper - one_minus) > significance * stderr + 1e-12) & (snr > 0) & usable
+    first = int(np.argmax(separated)) if np.any(separated) else int(np.sum(usable))
+    resolved = np.flatnonzero(usable)[np.flatnonzero(usable) >= first]
+    # Up to the first resolved point the bound itself is used, on dense knots (uniform, plus
+    # geometric towards theta = 0); beyond it, the estimate.
+    end = theta_grid[resolved[0]] if resolved.size else theta_grid[usable][-1]
+    dense = np.unique(np.concatenate([np.linspace(0.0, end, SMALL_THETA_KNOTS, endpoint=False),
+                                      np.geomspace(end * 1e-4, end, SMALL_THETA_KNOTS, endpoint=False)]))
+    if not resolved.size:
+        dense = np.append(dense, end)
+    bound, bound_slope = _bound_in_theta(estimate, dense, total)
+    theta = np.concatenate([dense, theta_grid[resolved]])
+    h = np.minimum.accumulate(np.concatenate([bound, one_minus[resolved]]))
+    slopes = np.concatenate([bound_slope, np.full(resolved.size, np.nan)])
+    for _ in range(6):  # where the spline overshoots the bound between knots, add the bound as a knot
+        fit = LambdaFit.from_one_minus(theta, h, slopes)
+        mid = 0.5 * (theta[1:] + theta[:-1])
+        with jax.enable_x64(True):
+            at_mid = np.asarray(fit.one_minus_lambda_theta(jnp.asarray(mid, jnp.float64)), np.float64)
+        limit, limit_slope = _bound_in_theta(estimate, mid, total)
+        over = at_mid > limit + 1e-9
+        if not np.any(over):
+            return fit
+        order = np.argsort(np.concatenate([theta, mid[over]]))
+        theta = np.concatenate([theta, mid[over]])[order]
+        h = np.minimum.accumulate(np.concatenate([h, limit[over]])[order])
+        slopes = np.concatenate([slopes, limit_slope[over]])[order]
+    return LambdaFit.from_one_minus(theta, h, slopes)

@@ -2,15 +2,15 @@
 
 Each path in ``cfg.train.paths`` is trained in ``<outdir>/train_<path>`` by
 :func:`kopaths.train.train_and_evaluate` (which resumes from its own checkpoints); the KO run
-reuses the KO schedule the pipeline solved. Evaluation writes ``<outdir>/eval_<path>.json``
-and sample grids; finished results are reused on reruns.
+trains on the KO schedule the pipeline solved (``path.schedule_file``), never a re-solve.
+Evaluation samples every model along every trained path (the scale-time transform) and writes
+``<outdir>/eval_<path>.json`` and sample grids; finished results are reused on reruns.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kopaths.separation import atomic_write_text
+from kopaths.io import atomic_write_text, save_npy
 
 __all__ = ["default_train_config", "default_eval_config", "train_config", "run_training", "run_evaluation"]
 
@@ -54,15 +54,20 @@ def default_eval_config() -> ml_collections.ConfigDict:
     ))
 
 
-def train_config(cfg: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigDict:
-    """The :mod:`kopaths.train` config of the main job's run on ``path``."""
+def train_config(cfg: ml_collections.ConfigDict, path: str, outdir: str = "outputs/main") -> ml_collections.ConfigDict:
+    """The :mod:`kopaths.train` config of the main job's run on ``path`` (KO: the schedule in ``outdir``)."""
     from kopaths.training import config_lib
 
     tc = cfg.train
     c = config_lib.base_config(path)
     c.seed = int(cfg.seed)
     c.data = cfg.data
-    c.path.sigma_min = float(cfg.ko.sigma_min) if path in ("cond_ot", "ko") else c.path.get("sigma_min", 0.0)
+    if "sigma_min" in c.path:
+        c.path.sigma_min = float(cfg.ko.sigma_min)
+    if path == "ko":
+        c.path.ko_variant = str(cfg.ko.variant)
+        solved = os.path.abspath(os.path.join(outdir, "ko_schedule.json"))
+        c.path.schedule_file = solved if os.path.exists(solved) else ""  # else: solved once from all the data
     c.model = ml_collections.ConfigDict(tc.model.to_dict())
     c.total_steps = int(tc.total_steps)
     c.global_batch_size = int(tc.global_batch_size)
@@ -77,16 +82,12 @@ def train_config(cfg: ml_collections.ConfigDict, path: str) -> ml_collections.Co
 def run_training(cfg: ml_collections.ConfigDict, outdir: str) -> dict[str, str]:
     """Trains every configured path (resuming); returns ``{path: workdir}``."""
     from kopaths.train import train_and_evaluate
-    from kopaths.training.schedule_setup import KO_SCHEDULE_FILE
 
     workdirs = {}
     for path in cfg.train.paths:
         workdir = os.path.join(outdir, f"train_{path}")
-        os.makedirs(workdir, exist_ok=True)
-        if path == "ko" and not os.path.exists(os.path.join(workdir, KO_SCHEDULE_FILE)):
-            shutil.copyfile(os.path.join(outdir, "ko_schedule.json"), os.path.join(workdir, KO_SCHEDULE_FILE))
         print(f"[kopaths] training {path} in {workdir}", flush=True)
-        result = train_and_evaluate(train_config(cfg, path), workdir)
+        result = train_and_evaluate(train_config(cfg, path, outdir), workdir)
         if result.interrupted:
             raise KeyboardInterrupt
         workdirs[path] = workdir
@@ -123,6 +124,8 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
     ec = cfg.evaluate
     results = {}
     features = None
+    runs = {path: ev.load_run(workdir) for path, workdir in workdirs.items()}
+    sampling_paths = {path: run.schedule for path, run in runs.items()}
     for path, workdir in workdirs.items():
         out_path = os.path.join(outdir, f"eval_{path}.json")
         if os.path.exists(out_path):
@@ -132,12 +135,12 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
         if features is None:
             params = _classifier(cfg, outdir)
             features = {FD_LABEL: lambda imgs: classifier_features(params, imgs)}
-        run = ev.load_run(workdir)
-        print(f"[kopaths] evaluating {path} (step {run.step})", flush=True)
+        run = runs[path]
+        print(f"[kopaths] evaluating {path} (step {run.step}) along {list(sampling_paths)}", flush=True)
         res = ev.evaluate_run(
             run, key=jax.random.key(cfg.seed), num_samples=int(ec.num_samples), euler_nfe=list(ec.euler_nfe),
             tol=float(ec.tol), num_bpd=int(ec.num_bpd), num_importance=int(ec.num_importance),
-            num_probes=int(ec.num_probes), feature_fns=features,
+            num_probes=int(ec.num_probes), feature_fns=features, sampling_paths=sampling_paths,
         )
         from kopaths.data import data_spec
 
@@ -145,7 +148,7 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
         x0 = jax.random.normal(jax.random.key(cfg.seed + 1), (64, *spec.element_shape), jnp.float32)
         grid = sampling.sample_adaptive(run.velocity, x0, method="dopri5", rtol=float(ec.tol), atol=float(ec.tol))
         images = to_uint8(np.asarray(grid.x), spec.stats)
-        np.save(os.path.join(outdir, f"samples_{path}.npy"), images)
+        save_npy(os.path.join(outdir, f"samples_{path}.npy"), images)
         atomic_write_text(out_path, json.dumps(res, indent=2))
         results[path] = res
     return results

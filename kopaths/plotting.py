@@ -12,16 +12,18 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kopaths.io import atomic_path  # noqa: E402
 from kopaths.lambda_fit import LambdaFit  # noqa: E402
 from kopaths.schedules import Schedule  # noqa: E402
 from kopaths.separation import LambdaEstimate  # noqa: E402
 
-__all__ = ["plot_lambda", "plot_schedules", "plot_energies", "plot_sample_grids", "plot_nfe_quality"]
+__all__ = ["plot_lambda", "plot_schedules", "plot_energies", "plot_sample_grids", "plot_nfe_quality", "plot_diagnostics"]
 
 
 def _save(fig, path: str) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -95,4 +97,29 @@ def plot_nfe_quality(path: str, curves: Mapping[str, tuple[list[int], list[float
             ax.plot(*adaptive[name], "*", ms=12, color=f"C{i}", label=f"{name} (dopri5)")
     ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel=ylabel, title="sample quality against NFE")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_diagnostics(path: str, diagnostics: Mapping[str, "ScheduleDiagnostics"], weights: Mapping[str, tuple] | None = None) -> str:
+    r"""Per-t curves of :class:`kopaths.diagnostics.ScheduleDiagnostics` on a log-t axis, one line per path:
+    the marginal :math:`\mathbb E\|u_t\|^2/d`, the conditional :math:`\dot\alpha^2+\dot\sigma^2` and the
+    irreducible FM loss density; optionally the loss weight per log-snr, ``weights[name] = (log_snr, p * W)``."""
+    panels = 4 if weights else 3
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8))
+    for i, (name, d) in enumerate(diagnostics.items()):
+        t = np.asarray(d.t)
+        keep = t > 0
+        for ax, values in zip(axes, (d.marginal, d.conditional, d.irreducible)):
+            ax.plot(t[keep], np.asarray(values)[keep], color=f"C{i}", label=f"{name} (max speed {d.max_speed:.3g})")
+    titles = (r"marginal $\mathbb{E}\|u_t\|^2/d$", r"conditional $\dot\alpha^2+\dot\sigma^2$",
+              "irreducible FM loss per t")
+    for ax, title in zip(axes, titles):
+        ax.set(xscale="log", yscale="log", xlabel="t", title=title)
+    axes[0].legend(fontsize=7)
+    if weights:
+        ax = axes[-1]
+        for i, (name, (ell, w)) in enumerate(weights.items()):
+            ax.plot(ell, w, color=f"C{i}", label=name)
+        ax.set(yscale="log", xlabel=r"log-snr $\ell$", title=r"loss weight per log-snr $p(\ell)W(\ell)$")
+        ax.legend(fontsize=7)
     return _save(fig, path)

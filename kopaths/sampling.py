@@ -339,40 +339,41 @@ def sample(velocity_fn: VelocityFn, x0: jax.Array, *, method: str, nfe: int | No
     raise ValueError(f"Unknown method {method!r}; choose one of {sorted({**FIXED_STEP_SOLVERS, **ADAPTIVE_SOLVERS})}.")
 
 
-def _snr_and_derivative(schedule: Schedule, t):
-    r""":math:`s_t = \alpha_t/\sigma_t` and :math:`\dot s_t = (\dot\alpha_t\sigma_t - \alpha_t\dot\sigma_t)/\sigma_t^2`."""
-    out = schedule(t)
-    return out, out.alpha / out.sigma, (out.d_alpha * out.sigma - out.alpha * out.d_sigma) / out.sigma**2
-
-
 class ScheduleTransformedVelocity(eqx.Module):
     r"""Velocity of a model trained on schedule A, re-expressed for schedule B (scale-time).
 
-    Both paths share the same end points up to a reparametrisation: with
-    :math:`r_t = s_A^{-1}(s_B(t))` (equal signal-to-noise ratio) and
-    :math:`c_t = \sigma_B(t)/\sigma_A(r_t)`, one has :math:`x^B_t = c_t\,x^A_{r_t}`, hence
+    Both paths share their end points up to a reparametrisation. With the angle
+    :math:`\theta = \arctan s` and radius :math:`\rho = \sqrt{\alpha^2+\sigma^2}`, let
+    :math:`r_t = \theta_A^{-1}(\theta_B(t))` (equal signal-to-noise ratio) and
+    :math:`c_t = \rho_B(t)/\rho_A(r_t)`; then :math:`x^B_t = c_t\,x^A_{r_t}`, hence
 
     .. math::  u^B_t(x) = \frac{\dot c_t}{c_t}\,x + c_t\,\dot r_t\,u^A_{r_t}(x / c_t),\qquad
-               \dot r_t = \dot s_B(t)/\dot s_A(r_t),\quad
-               \dot c_t = \big(\dot\sigma_B(t) - c_t\,\dot\sigma_A(r_t)\,\dot r_t\big)/\sigma_A(r_t).
+               \dot r_t = \dot\theta_B(t)/\dot\theta_A(r_t),\quad
+               \dot c_t = \big(\dot\rho_B(t) - c_t\,\dot\rho_A(r_t)\,\dot r_t\big)/\rho_A(r_t).
 
-    This is exact for the ideal marginal field (and what Meta's ``ScheduleTransformedModel``
-    does). Time is clipped to ``[0, 1 - t_eps]`` because both SNRs are infinite at ``t = 1``
-    when :math:`\sigma_{\min} = 0`.
+    This is exact for the ideal marginal field (Meta's ``ScheduleTransformedModel`` does the same
+    in :math:`(s, \sigma)`). The polar form stays finite at both ends, so the transform works from
+    ``t = 0`` and between any schedules, tabulated KO paths included. Time is clipped to
+    ``[0, 1 - t_eps]`` only for schedules whose :math:`\dot\sigma` is infinite at ``t = 1`` (VP).
     """
 
     velocity_fn: Any
     original: Schedule
     new: Schedule
-    t_eps: float = eqx.field(static=True, default=1e-5)
+    t_eps: float = eqx.field(static=True, default=0.0)
+
+    def coefficients(self, t) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """``(r_t, c_t, dr_t, dc_t)`` of the reparametrisation at ``t``."""
+        pb = self.new.polar(t)
+        r = self.original.angle_inverse(pb.angle)
+        pa = self.original.polar(r)
+        dr = pb.d_angle / pa.d_angle
+        c = pb.radius / pa.radius
+        dc = (pb.d_radius - c * pa.d_radius * dr) / pa.radius
+        return r, c, dr, dc
 
     def __call__(self, t, x: jax.Array) -> jax.Array:
         """Velocity under the new schedule at scalar time ``t`` for a batch ``x``."""
         t = jnp.clip(jnp.asarray(t, x.dtype), 0.0, 1.0 - self.t_eps)
-        out_b, snr_b, dsnr_b = _snr_and_derivative(self.new, t)
-        r = jnp.asarray(self.original.snr_inverse(snr_b), x.dtype)
-        out_a, _, dsnr_a = _snr_and_derivative(self.original, r)
-        dr = dsnr_b / dsnr_a
-        c = out_b.sigma / out_a.sigma
-        dc = (out_b.d_sigma - c * out_a.d_sigma * dr) / out_a.sigma
+        r, c, dr, dc = (jnp.asarray(v, x.dtype) for v in self.coefficients(t))
         return (dc / c) * x + (c * dr) * self.velocity_fn(r, x / c)

@@ -14,7 +14,9 @@ with noise at :math:`t=0` (:math:`\alpha_0=0, \sigma_0=1`) and data at :math:`t=
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+import dataclasses
+import math
+from typing import Callable, NamedTuple
 
 import equinox as eqx
 import jax
@@ -23,7 +25,9 @@ import numpy as np
 import optimistix as optx
 
 __all__ = [
+    "HALF_PI",
     "SchedulerOutput",
+    "PolarOutput",
     "Schedule",
     "CondOTSchedule",
     "VPSchedule",
@@ -31,8 +35,13 @@ __all__ = [
     "LinearVPSchedule",
     "PolynomialSchedule",
     "TabulatedSchedule",
+    "PathSpec",
+    "PATHS",
+    "path_spec",
     "get_schedule",
 ]
+
+HALF_PI = 0.5 * math.pi
 
 
 class SchedulerOutput(NamedTuple):
@@ -44,11 +53,39 @@ class SchedulerOutput(NamedTuple):
     d_sigma: jax.Array
 
 
+class PolarOutput(NamedTuple):
+    r"""A schedule in polar coordinates :math:`(\alpha, \sigma) = \rho(\sin\theta, \cos\theta)`.
+
+    :math:`\theta = \arctan s_t` is the angle of the signal-to-noise ratio; all four fields stay
+    finite where :math:`\sigma_t = 0`, unlike :math:`s_t` and :math:`\dot s_t`.
+    """
+
+    radius: jax.Array
+    angle: jax.Array
+    d_radius: jax.Array
+    d_angle: jax.Array
+
+
+def polar_from_cartesian(out: SchedulerOutput) -> PolarOutput:
+    r""":math:`\rho = |(\alpha,\sigma)|`, :math:`\theta = \operatorname{atan2}(\alpha,\sigma)`,
+    :math:`\dot\rho = (\alpha\dot\alpha + \sigma\dot\sigma)/\rho`,
+    :math:`\dot\theta = (\sigma\dot\alpha - \alpha\dot\sigma)/\rho^2`."""
+    a, s, da, ds = out
+    r2 = a * a + s * s
+    r = jnp.sqrt(r2)
+    return PolarOutput(r, jnp.arctan2(a, s), (a * da + s * ds) / r, (s * da - a * ds) / r2)
+
+
 def _as_time(t) -> jax.Array:
     t = jnp.asarray(t)
     if not jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(jnp.result_type(float))
     return t
+
+
+def _as_angle(angle) -> jax.Array:
+    """Angles clipped to ``[0, pi/2]``, the range of ``atan2(alpha, sigma)``."""
+    return jnp.clip(_as_time(angle), 0.0, HALF_PI)
 
 
 def check_sigma_min(sigma_min: float) -> float:
@@ -62,9 +99,11 @@ def check_sigma_min(sigma_min: float) -> float:
 class Schedule(eqx.Module):
     r"""Abstract Gaussian-path schedule :math:`t \mapsto (\alpha_t, \sigma_t)`.
 
-    Subclasses implement :meth:`__call__`; :meth:`snr_inverse` defaults to a
-    bisection root find (optimistix) on the monotone signal-to-noise ratio
-    :math:`s_t = \alpha_t/\sigma_t` and is overridden where a closed form exists.
+    Subclasses implement :meth:`__call__`. The inverse of the monotone angle
+    :math:`\theta_t = \operatorname{atan2}(\alpha_t, \sigma_t) = \arctan s_t` defaults to a
+    bisection root find (optimistix) and is overridden where a closed form exists;
+    :meth:`snr_inverse` is expressed through it, so it is defined from :math:`s = 0`
+    (:math:`t = 0`) to :math:`s = \infty` (:math:`t = 1` when :math:`\sigma_{\min} = 0`).
     """
 
     @abc.abstractmethod
@@ -76,27 +115,44 @@ class Schedule(eqx.Module):
         out = self(t)
         return out.alpha / out.sigma
 
-    def snr_inverse(self, snr) -> jax.Array:
-        """Time ``t`` with ``self.snr(t) == snr`` (elementwise; snr must be reachable)."""
-        snr = _as_time(snr)
+    def polar(self, t) -> PolarOutput:
+        r"""``(radius, angle, d_radius, d_angle)`` at ``t``; finite where :math:`\sigma_t = 0`."""
+        return polar_from_cartesian(self(t))
 
-        def solve(s):
-            def fn(t, _):
-                out = self(t)
-                return out.alpha - s * out.sigma
+    def angle(self, t) -> jax.Array:
+        r""":math:`\theta_t = \operatorname{atan2}(\alpha_t, \sigma_t) \in [0, \pi/2]`."""
+        return self.polar(t).angle
 
+    def angle_inverse(self, angle) -> jax.Array:
+        r"""Time ``t`` with ``self.angle(t) == angle`` (elementwise).
+
+        Angles below :math:`\theta_0` map to ``t = 0`` and above :math:`\theta_1` to ``t = 1``.
+        """
+        angle = _as_angle(angle)
+        dtype = angle.dtype
+        lo, hi = jnp.asarray(0.0, dtype), jnp.asarray(1.0, dtype)
+        theta_0, theta_1 = self.angle(lo), self.angle(hi)
+
+        def solve(target):
+            # Bisection needs a strict sign change; endpoint targets are answered directly below.
+            inside = (target > theta_0) & (target < theta_1)
+            goal = jnp.where(inside, target, 0.5 * (theta_0 + theta_1))
             sol = optx.root_find(
-                fn,
-                optx.Bisection(rtol=0.0, atol=64 * jnp.finfo(snr.dtype).eps),
-                jnp.asarray(0.5, snr.dtype),
-                options=dict(lower=jnp.asarray(0.0, snr.dtype), upper=jnp.asarray(1.0, snr.dtype)),
+                lambda t, _: self.angle(t) - goal,
+                optx.Bisection(rtol=0.0, atol=4 * jnp.finfo(dtype).eps),
+                jnp.asarray(0.5, dtype),
+                options=dict(lower=lo, upper=hi),
                 max_steps=128,
                 throw=False,
             )
-            return sol.value
+            return jnp.where(target <= theta_0, lo, jnp.where(target >= theta_1, hi, sol.value))
 
-        flat = jax.vmap(solve)(snr.reshape(-1))
-        return flat.reshape(snr.shape)
+        flat = jax.vmap(solve)(angle.reshape(-1))
+        return flat.reshape(angle.shape)
+
+    def snr_inverse(self, snr) -> jax.Array:
+        """Time ``t`` with ``self.snr(t) == snr`` (elementwise; ``snr`` in ``[0, inf]``)."""
+        return self.angle_inverse(jnp.arctan(_as_time(snr)))
 
 
 class CondOTSchedule(Schedule):
@@ -112,9 +168,10 @@ class CondOTSchedule(Schedule):
         c = 1.0 - self.sigma_min
         return SchedulerOutput(t, 1.0 - c * t, jnp.ones_like(t), jnp.full_like(t, -c))
 
-    def snr_inverse(self, snr) -> jax.Array:
-        snr = _as_time(snr)
-        return jnp.where(jnp.isinf(snr), 1.0, snr / (1.0 + (1.0 - self.sigma_min) * snr))
+    def angle_inverse(self, angle) -> jax.Array:
+        angle = _as_angle(angle)
+        sin, cos = jnp.sin(angle), jnp.cos(angle)
+        return jnp.clip(sin / (cos + (1.0 - self.sigma_min) * sin), 0.0, 1.0)
 
 
 class VPSchedule(Schedule):
@@ -150,12 +207,12 @@ class VPSchedule(Schedule):
         d_sigma = -alpha * d_alpha / sigma
         return SchedulerOutput(alpha, sigma, d_alpha, d_sigma)
 
-    def snr_inverse(self, snr) -> jax.Array:
-        snr = _as_time(snr)
-        big_t = jnp.log1p(1.0 / snr**2)
+    def angle_inverse(self, angle) -> jax.Array:
+        angle = _as_angle(angle)
+        big_t = -2.0 * jnp.log(jnp.sin(angle))  # log(1 + 1/s^2) with s = tan(angle)
         db = self.beta_max - self.beta_min
         u = (jnp.sqrt(self.beta_min**2 + 2.0 * db * big_t) - self.beta_min) / db
-        return 1.0 - u
+        return jnp.clip(1.0 - u, 0.0, 1.0)
 
 
 class CosineSchedule(Schedule):
@@ -163,13 +220,12 @@ class CosineSchedule(Schedule):
 
     def __call__(self, t) -> SchedulerOutput:
         t = _as_time(t)
-        h = 0.5 * jnp.pi
-        return SchedulerOutput(
-            jnp.sin(h * t), jnp.cos(h * t), h * jnp.cos(h * t), -h * jnp.sin(h * t)
-        )
+        h = HALF_PI
+        cos = jnp.maximum(jnp.cos(h * t), 0.0)  # cos(pi/2) is -4e-8 in float32
+        return SchedulerOutput(jnp.sin(h * t), cos, h * cos, -h * jnp.sin(h * t))
 
-    def snr_inverse(self, snr) -> jax.Array:
-        return jnp.arctan(_as_time(snr)) / (0.5 * jnp.pi)
+    def angle_inverse(self, angle) -> jax.Array:
+        return _as_angle(angle) / HALF_PI
 
 
 class LinearVPSchedule(Schedule):
@@ -180,9 +236,8 @@ class LinearVPSchedule(Schedule):
         sigma = jnp.sqrt(1.0 - t**2)
         return SchedulerOutput(t, sigma, jnp.ones_like(t), -t / sigma)
 
-    def snr_inverse(self, snr) -> jax.Array:
-        snr = _as_time(snr)
-        return jnp.where(jnp.isinf(snr), 1.0, snr / jnp.sqrt(1.0 + snr**2))
+    def angle_inverse(self, angle) -> jax.Array:
+        return jnp.sin(_as_angle(angle))
 
 
 class PolynomialSchedule(Schedule):
@@ -201,9 +256,10 @@ class PolynomialSchedule(Schedule):
         dtn = n * t ** (n - 1)
         return SchedulerOutput(tn, 1.0 - tn, dtn, -dtn)
 
-    def snr_inverse(self, snr) -> jax.Array:
-        snr = _as_time(snr)
-        return jnp.where(jnp.isinf(snr), 1.0, (snr / (1.0 + snr)) ** (1.0 / self.exponent))
+    def angle_inverse(self, angle) -> jax.Array:
+        angle = _as_angle(angle)
+        sin, cos = jnp.sin(angle), jnp.cos(angle)
+        return jnp.clip(sin / (sin + cos), 0.0, 1.0) ** (1.0 / self.exponent)
 
 
 def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -254,14 +310,17 @@ class TabulatedSchedule(Schedule):
     The table is interpolated by monotone (Fritsch-Carlson) cubic Hermite splines, which are
     :math:`C^1`, never overshoot a monotone table, and whose returned derivatives are the
     exact derivatives of the returned values. With ``coordinates="polar"`` the splines
-    interpolate :math:`r=\sqrt{\alpha^2+\sigma^2}` and :math:`\theta=\operatorname{atan2}(\alpha,\sigma)`
-    instead of :math:`(\alpha,\sigma)`; this keeps :math:`r` exact where :math:`\theta` moves fast,
-    as KO paths do near :math:`t=0`. Build one with :meth:`from_table`.
+    interpolate :math:`\rho=\sqrt{\alpha^2+\sigma^2}` and :math:`\theta=\operatorname{atan2}(\alpha,\sigma)`
+    instead of :math:`(\alpha,\sigma)`; this keeps :math:`\rho` exact where :math:`\theta` moves fast,
+    as KO paths do near :math:`t=0`. Each row is stored as its offset from its value at
+    :math:`t=0` (``origin``), so float32 evaluation keeps the derivatives accurate on the tiny
+    intervals near :math:`t = 0`. Build one with :meth:`from_table`.
     """
 
     knots: jax.Array
     values: jax.Array
     slopes: jax.Array
+    origin: jax.Array
     coordinates: str = eqx.field(static=True, default="cartesian")
 
     @classmethod
@@ -288,38 +347,92 @@ class TabulatedSchedule(Schedule):
             rows = np.stack([np.hypot(alpha, sigma), np.arctan2(alpha, sigma)])
         else:
             raise ValueError(f"coordinates must be 'cartesian' or 'polar', got {coordinates!r}.")
+        origin = rows[:, 0].copy()
+        rows = rows - origin[:, None]
         slopes = np.stack([pchip_slopes(t, row) for row in rows])
         dtype = jnp.result_type(float)
-        return cls(jnp.asarray(t, dtype), jnp.asarray(rows, dtype), jnp.asarray(slopes, dtype), coordinates, **kwargs)
+        return cls(jnp.asarray(t, dtype), jnp.asarray(rows, dtype), jnp.asarray(slopes, dtype), jnp.asarray(origin, dtype),
+                   coordinates, **kwargs)
+
+    def _rows(self, t):
+        knots, values, slopes, origin = (v.astype(t.dtype) for v in (self.knots, self.values, self.slopes, self.origin))
+        u, du = hermite_eval(t, knots, values[0], slopes[0])
+        v, dv = hermite_eval(t, knots, values[1], slopes[1])
+        return u + origin[0], v + origin[1], du, dv
 
     def __call__(self, t) -> SchedulerOutput:
         t = _as_time(t)
-        knots, values, slopes = (v.astype(t.dtype) for v in (self.knots, self.values, self.slopes))
-        u, du = hermite_eval(t, knots, values[0], slopes[0])
-        v, dv = hermite_eval(t, knots, values[1], slopes[1])
+        u, v, du, dv = self._rows(t)
         if self.coordinates == "cartesian":
             return SchedulerOutput(u, v, du, dv)
         sin, cos = jnp.sin(v), jnp.cos(v)
         sigma = jnp.maximum(u * cos, 0.0)  # cos(pi/2) is -4e-8 in float32
         return SchedulerOutput(u * sin, sigma, du * sin + u * cos * dv, du * cos - u * sin * dv)
 
+    def polar(self, t) -> PolarOutput:
+        if self.coordinates == "cartesian":
+            return super().polar(t)
+        return PolarOutput(*self._rows(_as_time(t)))
 
-_REGISTRY = {
-    "cond_ot": CondOTSchedule,
-    "condot": CondOTSchedule,
-    "vp": VPSchedule,
-    "ddpm": VPSchedule,
-    "cosine": CosineSchedule,
-    "si": CosineSchedule,
-    "linear_vp": LinearVPSchedule,
-    "polynomial": PolynomialSchedule,
+
+@dataclasses.dataclass(frozen=True)
+class PathSpec:
+    r"""One entry of the path registry :data:`PATHS`.
+
+    Attributes:
+      name: canonical name used in configs and file names (``"cond_ot"``).
+      label: name for tables and plots (``"Cond-OT"``).
+      schedule_class: the analytic schedule, or ``None`` for data-dependent paths (KO, solved by
+        :func:`kopaths.ko.solve_ko` from the data's separation function).
+      config_keys: the constructor fields a config may set.
+      t_max: upper end of the time range for energies and training; below 1 where
+        :math:`\dot\sigma_t` is not square integrable at ``t = 1`` (VP, linear-VP).
+      aliases: other accepted names.
+    """
+
+    name: str
+    label: str
+    schedule_class: Callable[..., Schedule] | None
+    config_keys: tuple[str, ...] = ()
+    t_max: float = 1.0
+    aliases: tuple[str, ...] = ()
+
+    def build(self, **kwargs) -> Schedule:
+        """The schedule with the given config fields (unknown fields raise ``ValueError``)."""
+        if self.schedule_class is None:
+            raise ValueError(
+                f"Path {self.name!r} depends on the data: build it with kopaths.solve_ko_from_data "
+                "(or kopaths.solve_ko on a fitted lambda), or load a saved one with kopaths.load_ko_schedule."
+            )
+        unknown = set(kwargs) - set(self.config_keys)
+        if unknown:
+            raise ValueError(f"Path {self.name!r} takes {list(self.config_keys)}, not {sorted(unknown)}.")
+        return self.schedule_class(**kwargs)
+
+
+#: The path registry: every list of paths in kopaths derives from it.
+PATHS: dict[str, PathSpec] = {
+    spec.name: spec
+    for spec in (
+        PathSpec("cond_ot", "Cond-OT", CondOTSchedule, ("sigma_min",), aliases=("condot",)),
+        PathSpec("vp", "DDPM (VP)", VPSchedule, ("beta_min", "beta_max"), t_max=1.0 - 1e-5, aliases=("ddpm",)),
+        PathSpec("cosine", "SI (cosine)", CosineSchedule, (), aliases=("si",)),
+        PathSpec("linear_vp", "Linear-VP", LinearVPSchedule, (), t_max=1.0 - 1e-5),
+        PathSpec("polynomial", "Polynomial", PolynomialSchedule, ("exponent",)),
+        PathSpec("ko", "KO", None, ("sigma_min",)),
+    )
 }
 
 
+def path_spec(name: str) -> PathSpec:
+    """The registry entry for ``name`` or one of its aliases; ``ValueError`` naming the valid ones."""
+    key = str(name).lower()
+    for spec in PATHS.values():
+        if key == spec.name or key in spec.aliases:
+            return spec
+    raise ValueError(f"Unknown path {name!r}; choose one of {list(PATHS)}.")
+
+
 def get_schedule(name: str, **kwargs) -> Schedule:
-    """Builds an analytic schedule by name: cond_ot, vp/ddpm, cosine/si, linear_vp, polynomial."""
-    try:
-        cls = _REGISTRY[name.lower()]
-    except KeyError:
-        raise ValueError(f"Unknown schedule {name!r}; choose one of {sorted(_REGISTRY)} or 'ko'.") from None
-    return cls(**kwargs)
+    """Builds an analytic schedule by registry name or alias (``cond_ot``, ``vp``/``ddpm``, ``cosine``/``si``, ...)."""
+    return path_spec(name).build(**kwargs)

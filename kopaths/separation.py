@@ -18,6 +18,17 @@ which is exactly zero where the posterior is sharp. The per-sample terms are fur
 regressed on :math:`\|x^i\|^2/d`, whose population mean is known, which removes the
 sampling noise of the norms where the posterior is flat. Memory is bounded by the chunk sizes:
 no ``n x n`` or ``k x n x d`` array is formed, and the ``k`` axis is sharded over all devices.
+
+The same pass measures the covariance spectrum :math:`c_1\ge\dots\ge c_d` of the data. The
+linear estimator :math:`\mathbb E x_1 + sC(s^2C+I)^{-1}(x - s\,\mathbb E x_1)` is available to
+every distribution, and optimal for the Gaussian one, so
+
+.. math::  \mathrm{MMSE}(s)/d \;\le\; \frac1d\sum_k \frac{c_k}{1+s^2c_k}
+           \quad\Longleftrightarrow\quad \lambda(s) \ge \lambda_C(s),
+
+with equality to second order at :math:`s\to0`: :math:`\lambda(s) = m_2 s^2 + O(s^4)`,
+:math:`m_2 = \operatorname{tr}(C^2)/d`. This *linear-MMSE bound* is much tighter than the
+isotropic :math:`s^2/(1+s^2)` for image data (:func:`gaussian_lambda` with the spectrum).
 """
 
 from __future__ import annotations
@@ -44,13 +55,39 @@ __all__ = [
     "gaussian_lambda",
     "snr_grid",
     "check_normalized",
+    "covariance_spectrum",
+    "linear_mmse",
 ]
 
 
-def gaussian_lambda(snr):
-    r"""Closed form for standard Gaussian data: :math:`\lambda(s) = s^2/(1+s^2)`."""
-    snr = jnp.asarray(snr)
-    return snr**2 / (1.0 + snr**2)
+def linear_mmse(snr, cov_eigenvalues=None, dim: int | None = None) -> np.ndarray:
+    r"""Per-dimension MSE of the best linear estimate of :math:`x_1` from :math:`s x_1 + \epsilon`.
+
+    :math:`\frac1d\sum_k c_k/(1+s^2 c_k)` for covariance eigenvalues :math:`c_k` (the
+    eigenvalues not listed are zero; ``dim`` defaults to their number), and
+    :math:`1/(1+s^2)` for ``cov_eigenvalues=None`` (standard Gaussian). It is the exact
+    :math:`1-\lambda` of Gaussian data and an upper bound on :math:`1-\lambda` of any data with
+    that covariance. ``snr`` may be ``inf``.
+    """
+    snr = np.asarray(snr, np.float64)
+    if cov_eigenvalues is None:
+        with np.errstate(divide="ignore"):
+            return 1.0 / (1.0 + snr**2)
+    c = np.asarray(cov_eigenvalues, np.float64)
+    d = c.size if dim is None else int(dim)
+    s2 = snr.reshape(-1, 1) ** 2
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.where(c > 0, c / (1.0 + s2 * c), 0.0)
+    return (terms.sum(axis=1) / d).reshape(snr.shape)
+
+
+def gaussian_lambda(snr, cov_eigenvalues=None):
+    r"""Closed form for Gaussian data: :math:`\lambda(s) = s^2/(1+s^2)` (standard), or
+    :math:`1 - \frac1d\sum_k c_k/(1+s^2c_k)` with covariance eigenvalues ``cov_eigenvalues``."""
+    if cov_eigenvalues is None:
+        snr = jnp.asarray(snr)
+        return snr**2 / (1.0 + snr**2)
+    return 1.0 - linear_mmse(snr, cov_eigenvalues)
 
 
 def snr_grid(num: int = 256, *, max_theta: float = 0.5 * math.pi * (1 - 1e-3)) -> np.ndarray:
@@ -75,10 +112,24 @@ class LambdaEstimate:
     num_noise: int
     dim: int
     seconds: float = float("nan")
+    cov_eigenvalues: np.ndarray | None = None
 
     @property
     def lam(self) -> np.ndarray:
         return 1.0 - self.one_minus_lam
+
+    @property
+    def m2(self) -> float | None:
+        r""":math:`m_2 = \operatorname{tr}(C^2)/d`: :math:`\lambda(s) = m_2 s^2 + O(s^4)` as :math:`s\to0`."""
+        if self.cov_eigenvalues is None:
+            return None
+        return float(np.sum(np.asarray(self.cov_eigenvalues, np.float64) ** 2) / self.dim)
+
+    def mmse_bound(self, snr=None) -> np.ndarray:
+        r"""Upper bound on :math:`1-\lambda` at ``snr`` (default: the estimate's grid): the
+        linear-MMSE bound of the data's covariance, or :math:`1/(1+s^2)` without a spectrum."""
+        snr = self.snr if snr is None else snr
+        return linear_mmse(snr, self.cov_eigenvalues, self.dim)
 
     def to_dict(self) -> dict:
         return {
@@ -89,6 +140,7 @@ class LambdaEstimate:
             "num_noise": self.num_noise,
             "dim": self.dim,
             "seconds": self.seconds,
+            "cov_eigenvalues": None if self.cov_eigenvalues is None else np.asarray(self.cov_eigenvalues).tolist(),
         }
 
     @classmethod
@@ -102,9 +154,13 @@ class LambdaEstimate:
                 num_noise=int(d["num_noise"]),
                 dim=int(d["dim"]),
                 seconds=float(d.get("seconds", float("nan"))),
+                cov_eigenvalues=None if d.get("cov_eigenvalues") is None else np.asarray(d["cov_eigenvalues"], np.float64),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"Malformed lambda table: {e}") from e
+        c = est.cov_eigenvalues
+        if c is not None and (c.ndim != 1 or c.size > est.dim or not np.all(np.isfinite(c)) or np.any(c < -1e-6)):
+            raise ValueError("Malformed lambda table: cov_eigenvalues must be at most dim finite, non-negative values.")
         if est.stderr.shape != est.snr.shape or est.one_minus_lam.shape != est.snr.shape:
             raise ValueError("Malformed lambda table: snr, one_minus_lambda and stderr must have one shape.")
         if not np.all(np.isfinite(est.stderr)) or np.any(est.stderr < 0):
@@ -181,6 +237,59 @@ def check_normalized(sq_norm_mean: float, mean_sq_norm: float, *, tol: float = 0
         )
 
 
+def _row_chunks(x, n: int, chunk: int):
+    for lo in range(0, n, chunk):
+        yield np.asarray(x[lo : lo + chunk], np.float32).reshape(-1, int(np.prod(x.shape[1:])))
+
+
+def covariance_spectrum(
+    x, *, key: jax.Array | None = None, max_exact_dim: int = 4096, rank: int = 512, chunk: int = 4096
+) -> np.ndarray:
+    r"""Eigenvalues (descending) of the covariance of the rows of ``x`` (shape ``(n, ...)``).
+
+    Exact (``d x d`` second-moment matrix accumulated in float64, one pass) when
+    :math:`d \le` ``max_exact_dim``. Otherwise the top ``rank`` eigenvalues are Rayleigh-Ritz
+    values of two streamed subspace iterations (keyed by ``key``) and the remaining trace is
+    spread evenly over the other :math:`d - \text{rank}` directions. Ritz values interlace below
+    the true ones, so that spectrum is majorised by the true one and the linear-MMSE bound
+    :func:`linear_mmse` computed from it is still an upper bound (only looser).
+    """
+    n = int(x.shape[0])
+    d = int(np.prod(x.shape[1:]))
+    if n < 2:
+        raise ValueError(f"covariance_spectrum needs n >= 2, got {n}.")
+    mean = np.zeros(d, np.float64)
+    for rows in _row_chunks(x, n, chunk):
+        mean += rows.sum(0, dtype=np.float64)
+    mean /= n
+    if d <= max_exact_dim:
+        second = np.zeros((d, d), np.float64)
+        for rows in _row_chunks(x, n, chunk):
+            second += (rows.T @ rows).astype(np.float64)
+        cov = second / n - np.outer(mean, mean)
+        return np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
+    k = min(int(rank), d - 1, n)
+    key = jax.random.key(0) if key is None else key
+    q = np.asarray(jax.random.normal(key, (d, k), jnp.float32), np.float64)
+
+    def cov_times(v):
+        out = np.zeros_like(v)
+        v32 = v.astype(np.float32)
+        for rows in _row_chunks(x, n, chunk):
+            out += (rows.T @ (rows @ v32)).astype(np.float64)
+        return out / n - np.outer(mean, mean @ v)
+
+    trace = 0.0
+    for rows in _row_chunks(x, n, chunk):
+        trace += float(np.einsum("ij,ij->", rows, rows, dtype=np.float64))
+    trace = trace / n - float(mean @ mean)
+    for _ in range(2):
+        q, _ = np.linalg.qr(cov_times(q))
+    ritz = np.clip(np.linalg.eigvalsh(q.T @ cov_times(q))[::-1], 0.0, None)
+    tail = max(trace - float(ritz.sum()), 0.0) / (d - k)
+    return np.concatenate([ritz, np.full(d - k, tail)])
+
+
 def default_blocks() -> tuple[int, int]:
     """Per-device ``(noise_chunk, data_chunk)``: the elementwise work per snr point dominates, so
     blocks that stay in cache are about 3x faster on CPU (``scripts/bench_separation.py``)."""
@@ -245,6 +354,7 @@ def estimate_lambda(
     method: Literal["shared", "naive"] = "shared",
     check: bool = True,
     progress: bool = False,
+    spectrum: bool = True,
 ) -> LambdaEstimate:
     r"""Estimates :math:`\lambda(s)` of the empirical distribution of ``x`` on an snr grid.
 
@@ -260,10 +370,12 @@ def estimate_lambda(
       method: ``"shared"`` (two Gram blocks, O(kn) per snr) or ``"naive"`` (one GEMM per snr;
         identical result, for benchmarks).
       check: verify finiteness and normalisation first.
+      spectrum: also measure the covariance spectrum (:func:`covariance_spectrum`), which gives
+        :func:`kopaths.fit_lambda` the linear-MMSE bound and the exact small-snr behaviour.
 
     Returns:
       :class:`LambdaEstimate` with :math:`1-\hat\lambda`, its standard error over the ``k``
-      samples, and the wall time.
+      samples, the covariance spectrum and the wall time.
     """
     start = time.perf_counter()
     if method not in ("shared", "naive"):
@@ -357,6 +469,7 @@ def estimate_lambda(
         per_sample = per_sample - coef[:, None] * z[None, :]
     one_minus = per_sample.mean(axis=1)
     stderr = per_sample.std(axis=1, ddof=2) / np.sqrt(num_noise)
+    eigenvalues = covariance_spectrum(x, key=jax.random.fold_in(key, 2)) if spectrum else None
     return LambdaEstimate(
         snr=snr,
         one_minus_lam=one_minus,
@@ -365,4 +478,5 @@ def estimate_lambda(
         num_noise=num_noise,
         dim=dim,
         seconds=time.perf_counter() - start,
+        cov_eigenvalues=eigenvalues,
     )

@@ -28,10 +28,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from kopaths.models import build_model, count_params
+from kopaths.objective import flow_matching_loss, make_time_sampler
 from kopaths.training import sharding as shd
 from kopaths.training.checkpointing import Checkpointer
 from kopaths.training.data import make_train_iterator
-from kopaths.training.loss import flow_matching_loss, make_time_sampler
 from kopaths.training.metrics import MetricWriter, ProgressBar
 from kopaths.training.optim import ema_update, make_optimizer
 from kopaths.training.schedule_setup import build_schedule
@@ -59,7 +59,7 @@ def make_train_step(model, schedule, tx, lr_fn, config: ml_collections.ConfigDic
     All randomness of step ``s`` comes from ``fold_in(train_key, s)``, so a resumed run draws
     exactly the numbers an uninterrupted run would.
     """
-    sampler = make_time_sampler(config.time_sampling)
+    sampler = make_time_sampler(config.time_sampling, schedule)
     ema_decay = float(config.optim.get("ema_decay", 0.9999))
     ema_warmup = bool(config.optim.get("ema_warmup", False))
 

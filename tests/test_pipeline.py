@@ -45,11 +45,12 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
     ]
     assert cli.main(["run", "--outdir", out, *args]) == 0
     report = open(os.path.join(out, "report.md")).read()
-    assert "## Trained models" in report and "FD Euler 2" in report
+    assert "## Trained models" in report and "FD Euler 2" in report and "| KO (bounded) | Cond-OT |" in report
     for name in ["samples.png", "nfe_quality.png", "eval_cond_ot.json", "eval_ko.json"]:
         assert os.path.exists(os.path.join(out, name)), name
     ko = json.load(open(os.path.join(out, "eval_ko.json")))
     assert ko["path"] == "ko" and ko["nll"]["K"] == 1 and np.isfinite(ko["nll"]["bits_per_dim"])
+    assert set(ko["sampled_along"]) == {"cond_ot", "ko"}  # every model is sampled along every trained path
     # a changed evaluation config is refused even though the earlier stages match
     assert cli.main(["run", "--outdir", out, *args, "--set", "evaluate.num_samples=8"]) == 2
     # the KO run trained on the pipeline's own KO schedule
@@ -60,10 +61,15 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
 def test_main_job_writes_report_and_resumes(tmp_path, tiny_args, capsys):
     out = str(tmp_path / "run")
     assert cli.main(["run", "--outdir", out, *tiny_args]) == 0
-    for name in ["lambda.json", "ko_schedule.json", "energies.json", "report.md", "lambda.png", "schedules.png"]:
+    for name in ["lambda.json", "ko_schedule.json", "energies.json", "report.md", "lambda.png", "schedules.png",
+                 "diagnostics.png", "diagnostics.json", "ko_diagnostics.json", "ko_exact.json", "ko_parametric.json"]:
         assert os.path.exists(os.path.join(out, name)), name
     energies = json.load(open(os.path.join(out, "energies.json")))
-    assert energies["KO"]["kinetic_energy"] <= energies["Cond-OT"]["kinetic_energy"] + 1e-6
+    exact, bounded, cond_ot = (energies[k] for k in ("KO (exact)", "KO (bounded)", "Cond-OT"))
+    assert exact["kinetic_energy"] <= bounded["kinetic_energy"] <= cond_ot["kinetic_energy"] + 1e-6
+    assert bounded["max_speed"] < exact["max_speed"] and cond_ot["max_speed"] == 1.0
+    report = open(os.path.join(out, "report.md")).read()
+    assert "irreducible FM loss" in report and "max speed" in report
     before = open(os.path.join(out, "lambda.json")).read()
     os.remove(os.path.join(out, "report.md"))
     assert cli.main(["run", "--outdir", out, *tiny_args]) == 0  # resumes, recomputes only the report

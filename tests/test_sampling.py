@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +165,40 @@ def test_shard_map_four_devices_equals_one():
     proc = subprocess.run([sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SHARD_OK" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def ko_schedule():
+    from conftest import rademacher_lambda  # noqa: PLC0415
+    from kopaths.ko import solve_ko  # noqa: PLC0415
+    from kopaths.lambda_fit import LambdaFit  # noqa: PLC0415
+
+    snr = np.tan(np.linspace(0.0, 0.5 * np.pi * (1 - 1e-4), 300))
+    return solve_ko(LambdaFit.from_table(snr, np.maximum.accumulate(rademacher_lambda(snr))))
+
+
+@pytest.mark.parametrize("direction", ["condot_to_ko", "ko_to_condot"])
+def test_schedule_transform_from_and_to_ko_from_t_zero(ko_schedule, direction):
+    # The exact KO path moves as fast as its table allows at t = 0; the polar transform stays exact there.
+    data = jax.random.normal(jax.random.PRNGKey(9), (16, 1))
+    a, b = (CondOTSchedule(), ko_schedule) if direction == "condot_to_ko" else (ko_schedule, CondOTSchedule())
+    moved = S.ScheduleTransformedVelocity(lambda t, x: marginal_velocity(a, data, t, x), a, b)
+    x = jax.random.normal(jax.random.PRNGKey(10), (12, 1))
+    for t in [0.0, 1e-6, 1e-3, 0.2, 0.7, 0.95]:
+        want = marginal_velocity(b, data, t, x)
+        got = eqx.filter_jit(moved)(t, x)
+        assert bool(jnp.all(jnp.isfinite(got)))
+        np.testing.assert_allclose(got, want, rtol=5e-3, atol=5e-3 * float(jnp.max(jnp.abs(want))))
+
+
+def test_one_model_sampled_along_any_path_gives_the_same_flow(ko_schedule):
+    data = jax.random.normal(jax.random.PRNGKey(11), (16, 2))
+    trained = lambda t, x: marginal_velocity(CondOTSchedule(), data, t, x)  # noqa: E731
+    x0 = jax.random.normal(jax.random.PRNGKey(12), (6, 2))
+    ref = S.sample_adaptive(trained, x0, rtol=1e-6, atol=1e-6, t1=0.999).x
+    for path in (CosineSchedule(), ko_schedule):
+        moved = S.ScheduleTransformedVelocity(trained, CondOTSchedule(), path)
+        t1 = float(path.angle_inverse(CondOTSchedule().angle(0.999)))  # the same snr as Cond-OT's 0.999
+        got = S.sample_adaptive(moved, x0, rtol=1e-6, atol=1e-6, t1=t1).x
+        c = float(path(t1).sigma / CondOTSchedule()(0.999).sigma)  # x^B = c x^A at equal snr
+        np.testing.assert_allclose(got, c * ref, atol=2e-3)

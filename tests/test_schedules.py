@@ -114,7 +114,63 @@ def test_sigma_min_out_of_range(bad):
         S.CondOTSchedule(sigma_min=bad)
 
 
-def test_get_schedule():
+def test_path_registry():
     assert isinstance(S.get_schedule("ddpm"), S.VPSchedule)
-    with pytest.raises(ValueError, match="Unknown schedule"):
+    assert S.path_spec("SI").name == "cosine" and S.PATHS["vp"].t_max < 1.0
+    assert S.get_schedule("cond_ot", sigma_min=0.1).sigma_min == 0.1
+    with pytest.raises(ValueError, match="Unknown path 'nope'; choose one of"):
         S.get_schedule("nope")
+    with pytest.raises(ValueError, match="takes"):
+        S.get_schedule("cosine", sigma_min=0.1)
+    with pytest.raises(ValueError, match="depends on the data"):
+        S.get_schedule("ko")
+    for spec in S.PATHS.values():
+        assert spec.label and (spec.schedule_class is None) == (spec.name == "ko")
+
+
+def _ko_like_table():
+    # a tabulated path whose angle rises as sqrt(t), like the exact KO geodesic
+    t = np.unique(np.concatenate([np.linspace(0, 1, 257), np.geomspace(1e-9, 1e-3, 40)]))
+    theta = 0.5 * np.pi * np.sqrt(t) ** 0.9
+    return S.TabulatedSchedule.from_table(t, np.sin(theta), np.cos(theta), coordinates="polar")
+
+
+@pytest.mark.parametrize("schedule", ANALYTIC + [_ko_like_table()], ids=IDS + ["tabulated_sqrt"])
+def test_angle_inverse_covers_both_ends(schedule):
+    t = jnp.asarray([0.0, 1e-6, 0.01, 0.3, 0.7, 0.99, 1.0])
+    angle = schedule.angle(t)
+    back = schedule.angle_inverse(angle)
+    np.testing.assert_allclose(schedule.angle(back), angle, atol=2e-5)
+    assert float(schedule.snr_inverse(jnp.asarray(0.0))) <= float(schedule.angle_inverse(angle[0])) + 1e-6
+    if float(schedule(1.0).sigma) == 0.0:
+        assert float(schedule.snr_inverse(jnp.asarray(jnp.inf))) == 1.0
+    # out-of-range angles clamp to the end points instead of failing
+    np.testing.assert_allclose(schedule.angle_inverse(jnp.asarray([-0.1, 2.0])), [0.0, 1.0], atol=1e-6)
+
+
+def test_snr_inverse_at_zero_for_tabulated_schedules():
+    # the bisection bracket used to have f(0) = 0 and raise at snr = 0
+    tab = _ko_like_table()
+    np.testing.assert_allclose(tab.snr_inverse(jnp.asarray([0.0, 1.0])), [0.0, float(S.Schedule.snr_inverse(tab, 1.0))], atol=1e-6)
+    assert float(tab.snr_inverse(jnp.asarray(0.0))) == 0.0
+
+
+def test_polar_output_is_consistent_with_cartesian():
+    for schedule in ANALYTIC[:4] + [_ko_like_table()]:
+        t = jnp.linspace(0.01, 0.95, 7)
+        p, c = schedule.polar(t), schedule(t)
+        np.testing.assert_allclose(p.radius * jnp.sin(p.angle), c.alpha, atol=1e-5)
+        cart = S.polar_from_cartesian(c)
+        np.testing.assert_allclose(p.d_angle, cart.d_angle, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(p.d_radius, cart.d_radius, rtol=1e-3, atol=1e-4)
+
+
+def test_table_derivatives_stay_accurate_on_tiny_intervals():
+    # Cond-OT tabulated on knots 1e-9 apart near t = 0: float32 values round there, offsets do not
+    t = np.unique(np.concatenate([np.linspace(0, 1, 65), np.geomspace(1e-9, 1e-2, 60)]))
+    for coordinates in ("polar", "cartesian"):
+        tab = S.TabulatedSchedule.from_table(t, t, 1 - t, coordinates=coordinates)
+        probe = jnp.asarray(np.geomspace(1e-9, 1e-2, 50))
+        out = tab(probe)
+        np.testing.assert_allclose(out.d_alpha, 1.0, atol=2e-3)  # interpolation error of the coarser knots
+        np.testing.assert_allclose(out.d_sigma, -1.0, atol=2e-3)

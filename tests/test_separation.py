@@ -6,7 +6,15 @@ import pytest
 
 from conftest import rademacher_lambda
 from kopaths.normalization import normalize
-from kopaths.separation import LambdaEstimate, estimate_lambda, gaussian_lambda, snr_grid, validate_table
+from kopaths.separation import (
+    LambdaEstimate,
+    covariance_spectrum,
+    estimate_lambda,
+    gaussian_lambda,
+    linear_mmse,
+    snr_grid,
+    validate_table,
+)
 
 SNR = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
 
@@ -135,3 +143,47 @@ def test_sharded_over_four_devices_matches_one(tmp_path):
     assert result["n"] == 4
     one = estimate_lambda(x, np.array([0.5, 1.0, 3.0]), key=jax.random.key(0), num_noise=96, noise_chunk=32)
     np.testing.assert_allclose(result["v"], one.one_minus_lam, atol=1e-6)
+
+
+def _anisotropic_gaussian(n=20000, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(3.0, 0.1, d)
+    return normalize(rng.standard_normal((n, d)) * scales)[0]
+
+
+def test_covariance_spectrum_exact_and_streamed():
+    x = _anisotropic_gaussian(n=3000, d=24)
+    want = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False, bias=True)))[::-1]
+    np.testing.assert_allclose(covariance_spectrum(x), want, rtol=1e-5, atol=1e-7)
+    # the streamed top-k path keeps the trace, interlaces below the truth and gives a looser (still valid) bound
+    approx = covariance_spectrum(x, max_exact_dim=4, rank=6, key=jax.random.key(0))
+    assert approx.size == want.size and abs(approx.sum() - want.sum()) < 1e-6 * want.sum()
+    assert np.all(approx[:6] <= want[:6] + 1e-6) and np.all(approx[:3] >= 0.9 * want[:3])
+    s = snr_grid(32)
+    assert np.all(linear_mmse(s, approx) >= linear_mmse(s, want) - 1e-9)
+
+
+def test_anisotropic_gaussian_lambda_is_the_linear_mmse_bound():
+    x = _anisotropic_gaussian()
+    s = np.array([0.0, 0.05, 0.2, 0.5, 1.0])
+    est = estimate_lambda(x, s, key=jax.random.key(1), num_noise=4096)
+    want = np.asarray(gaussian_lambda(s, est.cov_eigenvalues))
+    assert np.all(np.abs(est.lam - want) <= 4 * est.stderr + 3e-3), (est.lam, want)
+    # far tighter than the isotropic bound s^2/(1+s^2), and exact to second order: lambda ~ m2 s^2
+    assert want[2] > 2 * float(gaussian_lambda(0.2))
+    small = gaussian_lambda(np.array([0.0, 1e-3]), est.cov_eigenvalues)  # minus the float32 round-off at 0
+    np.testing.assert_allclose(float(small[1] - small[0]), est.m2 * 1e-6, rtol=1e-3)
+    assert est.m2 == pytest.approx(np.sum(est.cov_eigenvalues**2) / x.shape[1])
+
+
+def test_estimate_roundtrip_keeps_spectrum(tmp_path):
+    x = _anisotropic_gaussian(n=500, d=6)
+    est = estimate_lambda(x, snr_grid(8), key=jax.random.key(2), num_noise=64)
+    est.save(tmp_path / "lam.json")
+    back = LambdaEstimate.load(tmp_path / "lam.json")
+    np.testing.assert_allclose(back.cov_eigenvalues, est.cov_eigenvalues)
+    np.testing.assert_allclose(back.mmse_bound(), est.mmse_bound())
+    d = est.to_dict()
+    d["cov_eigenvalues"] = [-1.0] * 3
+    with pytest.raises(ValueError, match="cov_eigenvalues"):
+        LambdaEstimate.from_dict(d)

@@ -11,7 +11,7 @@ import pytest
 from kopaths.schedules import CondOTSchedule, CosineSchedule
 from kopaths.train import train_and_evaluate
 from kopaths.training.checkpointing import CheckpointError, IncompatibleCheckpointError
-from kopaths.training.loss import flow_matching_loss, make_time_sampler
+from kopaths.objective import flow_matching_loss, make_time_sampler
 from kopaths.training.metrics import read_metrics
 from kopaths.training.optim import ema_update, make_lr_schedule
 from kopaths.training.testing import tiny_config
@@ -23,9 +23,9 @@ def _losses(workdir):
 
 def test_time_samplers_respect_support():
     key = jax.random.key(0)
-    t = make_time_sampler(dict(name="uniform", t_min=0.2, t_max=0.3))(key, 1000)
-    assert t.shape == (1000,) and float(t.min()) >= 0.2 and float(t.max()) <= 0.3
-    t = make_time_sampler(dict(name="logit_normal", loc=2.0, scale=0.5))(key, 4000)
+    t, w = make_time_sampler(dict(name="uniform", t_min=0.2, t_max=0.3))(key, 1000)
+    assert t.shape == (1000,) and float(t.min()) >= 0.2 and float(t.max()) <= 0.3 and bool(jnp.all(w == 1))
+    t, _ = make_time_sampler(dict(name="logit_normal", loc=2.0, scale=0.5))(key, 4000)
     assert abs(float(jnp.median(t)) - float(jax.nn.sigmoid(2.0))) < 0.02
     with pytest.raises(ValueError, match="Unknown time sampler"):
         make_time_sampler(dict(name="beta"))

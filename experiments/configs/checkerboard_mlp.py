@@ -22,7 +22,6 @@ def get_config(arg: str | None = None):
     c.optim.warmup_steps = 500
     c.optim.ema_decay = 0.999
     c.checkpoint.every_steps = 5000
-    c.path.ko_num_examples = 50_000
     c.path.ko_num_noise = 4096
     if runlocal:
         c.model.hidden_sizes = (64, 64)
@@ -31,6 +30,7 @@ def get_config(arg: str | None = None):
         c.optim.warmup_steps = 1
         c.log_every_steps = 1
         c.checkpoint.every_steps = 2
-        c.path.ko_num_examples = 1024
+        c.path.ko_num_data = 1024
         c.path.ko_num_noise = 256
+        c.path.ko_num_snr = 64
     return c

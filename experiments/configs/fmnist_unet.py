@@ -45,6 +45,7 @@ def get_config(arg: str | None = None):
         c.optim.warmup_steps = 1
         c.log_every_steps = 1
         c.checkpoint.every_steps = 2
-        c.path.ko_num_examples = 512
+        c.path.ko_num_data = 512
         c.path.ko_num_noise = 128
+        c.path.ko_num_snr = 64
     return c

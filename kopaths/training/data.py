@@ -18,7 +18,15 @@ import jax
 import ml_collections
 import numpy as np
 
-__all__ = ["SYNTHETIC_SHAPES", "SyntheticIterator", "is_synthetic", "make_train_iterator", "load_train_array", "synthetic_data_config"]
+__all__ = [
+    "SYNTHETIC_SHAPES",
+    "SyntheticIterator",
+    "is_synthetic",
+    "make_train_iterator",
+    "load_train_array",
+    "separation_data",
+    "synthetic_data_config",
+]
 
 
 #: Example shapes of ``"synthetic:<name>"`` stand-ins for real datasets.
@@ -110,3 +118,18 @@ def load_train_array(data_cfg, max_examples: int | None = None) -> np.ndarray:
 
     x, _ = load_array(data_cfg, split=data_cfg.get("split", "train"), max_examples=max_examples)
     return np.asarray(x, np.float32)
+
+
+def separation_data(data_cfg, num_data: int | None = None) -> np.ndarray:
+    """The first ``num_data`` (default: all) training examples, normalised exactly to zero mean and unit
+    second moment: the data every lambda-hat of a config is estimated on (main job and trainer alike)."""
+    from kopaths.normalization import normalize  # noqa: PLC0415
+
+    if not is_synthetic(data_cfg):
+        from kopaths.data import prepare_dataset  # noqa: PLC0415
+        from kopaths.data.config import LOCAL_DATASETS  # noqa: PLC0415
+
+        if data_cfg.name in LOCAL_DATASETS:
+            prepare_dataset(data_cfg)
+    x = load_train_array(data_cfg, max_examples=num_data)
+    return normalize(x, name=str(data_cfg.name))[0]

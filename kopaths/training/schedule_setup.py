@@ -1,4 +1,6 @@
-"""Builds the training path (schedule) from config; the KO path is solved once per workdir."""
+"""The training path (schedule) of a config. A KO path is never re-solved silently: it comes from
+``path.schedule_file``, from the run's own saved schedule, or, the first time, from the single
+producer :func:`kopaths.ko.solve_ko_from_data` on all of the training data."""
 
 from __future__ import annotations
 
@@ -7,51 +9,63 @@ import os
 from typing import Any, Mapping
 
 import jax
-import numpy as np
 
-from kopaths.schedules import Schedule, get_schedule
-from kopaths.training.data import load_train_array
+from kopaths.io import atomic_copy
+from kopaths.schedules import Schedule, path_spec
+from kopaths.training.data import separation_data
 
-__all__ = ["KO_SCHEDULE_FILE", "LAMBDA_FILE", "build_schedule"]
+__all__ = ["KO_SCHEDULE_FILE", "build_schedule"]
 
 log = logging.getLogger(__name__)
 
 KO_SCHEDULE_FILE = "ko_schedule.json"
-LAMBDA_FILE = "lambda_hat.json"
+_BESIDE = ("ko_diagnostics.json", "lambda.json")
 
-_ANALYTIC_KEYS = {"cond_ot": ("sigma_min",), "vp": ("beta_min", "beta_max"), "cosine": (),
-                  "linear_vp": (), "polynomial": ("exponent",)}
+
+def _adopt(source: str, workdir: str) -> None:
+    """Copies a given ``<prefix>ko_schedule.json`` and the ``<prefix>ko_diagnostics.json`` and
+    ``<prefix>lambda.json`` saved beside it (:meth:`kopaths.ko.KOSolution.save`) into ``workdir``."""
+    folder, name = os.path.split(os.path.abspath(source))
+    prefix = name[: -len(KO_SCHEDULE_FILE)] if name.endswith(KO_SCHEDULE_FILE) else None
+    for extra in _BESIDE if prefix is not None else ():
+        if os.path.exists(os.path.join(folder, prefix + extra)):
+            atomic_copy(os.path.join(folder, prefix + extra), os.path.join(workdir, extra))
+    atomic_copy(source, os.path.join(workdir, KO_SCHEDULE_FILE))
 
 
 def build_schedule(path_cfg: Mapping[str, Any], *, workdir: str, data_cfg, seed: int) -> Schedule:
-    """Returns the schedule named by ``path_cfg.name`` ("cond_ot", "vp", "cosine", ..., "ko").
+    """Returns the schedule named by ``path_cfg.name`` (a :data:`kopaths.schedules.PATHS` name).
 
-    For "ko", ``<workdir>/ko_schedule.json`` is loaded if present; otherwise lambda-hat is
-    estimated on ``path_cfg.ko_num_examples`` training examples with ``ko_num_noise`` noise
-    samples, fitted, solved into a KO schedule and saved there (by process 0), so that a
-    resumed run trains on exactly the same path.
+    For "ko": ``<workdir>/ko_schedule.json`` if the run has one (a resumed run trains on exactly
+    the same path); else ``path_cfg.schedule_file`` (copied into the workdir with the diagnostics
+    beside it); else the schedule is solved by :func:`kopaths.ko.solve_ko_from_data` on all
+    training examples (or ``ko_num_data``) with the config's estimator sizes and ``ko_variant``,
+    and saved in the workdir with its lambda-hat and diagnostics (by process 0).
     """
-    name = path_cfg["name"]
-    if name != "ko":
-        if name not in _ANALYTIC_KEYS:
-            raise ValueError(f"Unknown path {name!r}; choose one of {sorted(_ANALYTIC_KEYS) + ['ko']}.")
-        return get_schedule(name, **{k: path_cfg[k] for k in _ANALYTIC_KEYS[name] if k in path_cfg})
+    spec = path_spec(path_cfg["name"])
+    if spec.name != "ko":
+        return spec.build(**{k: path_cfg[k] for k in spec.config_keys if k in path_cfg})
     from kopaths import ko  # noqa: PLC0415 - KO machinery is only needed for this path
 
-    path = os.path.join(workdir, KO_SCHEDULE_FILE)
-    if os.path.exists(path):
-        log.info("Loading KO schedule from %s", path)
-        return ko.load_ko_schedule(path)
-    from kopaths.lambda_fit import fit_lambda  # noqa: PLC0415
-    from kopaths.separation import estimate_lambda  # noqa: PLC0415
-
-    x = load_train_array(data_cfg, max_examples=int(path_cfg.get("ko_num_examples", 10_000)))
-    key = jax.random.fold_in(jax.random.key(seed), 0x4B4F)
-    estimate = estimate_lambda(x.reshape(len(x), -1), key=key, num_noise=int(path_cfg.get("ko_num_noise", 2048)))
-    schedule = ko.solve_ko(fit_lambda(estimate), sigma_min=float(path_cfg.get("sigma_min", 0.0)))
+    own = os.path.join(workdir, KO_SCHEDULE_FILE)
+    given = path_cfg.get("schedule_file") or ""
+    if not os.path.exists(own) and given:
+        if not os.path.exists(given):
+            raise FileNotFoundError(f"path.schedule_file {given} does not exist.")
+        if jax.process_index() == 0:
+            _adopt(given, workdir)
+        return ko.load_ko_schedule(given)
+    if os.path.exists(own):
+        log.info("Loading KO schedule from %s", own)
+        return ko.load_ko_schedule(own)
+    x = separation_data(data_cfg, path_cfg.get("ko_num_data"))
+    solution = ko.solve_ko_from_data(
+        x, key=jax.random.key(seed), num_noise=int(path_cfg.get("ko_num_noise", 2048)),
+        num_snr=int(path_cfg.get("ko_num_snr", 256)), sigma_min=float(path_cfg.get("sigma_min", 0.0)),
+        variant=str(path_cfg.get("ko_variant", "bounded")),
+    )
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        estimate.save(os.path.join(workdir, LAMBDA_FILE))
-        schedule.save(path)
-    log.info("Solved KO schedule on %d examples (d=%d), saved to %s", len(x), int(np.prod(x.shape[1:])), path)
-    return schedule
+        solution.save(workdir)
+    log.info("Solved the KO schedule on %d examples (b = %.5f, energy %.5f), saved to %s",
+             len(x), solution.schedule.b, solution.schedule.energy, own)
+    return solution.schedule

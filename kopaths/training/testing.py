@@ -28,8 +28,9 @@ def tiny_config(model: str = "mlp", path: str = "cond_ot", *, steps: int = 6, ba
     c.checkpoint.update(every_steps=2, max_to_keep=2)
     c.log_every_steps = 1
     c.progress_bar = False
-    c.path.ko_num_examples = 64
+    c.path.ko_num_data = 64
     c.path.ko_num_noise = 64
+    c.path.ko_num_snr = 64
     return c
 
 
