@@ -1,17 +1,14 @@
-"""Helpers shared by the data experiments: run records and small JSON/PNG outputs."""
+"""The run record every experiment stores beside its results (JSON goes through :func:`kopaths.io.write_json`)."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shlex
 import subprocess
 
-import numpy as np
-
-__all__ = ["git_commit", "reproduce_command", "run_record", "write_json"]
+__all__ = ["git_commit", "reproduce_command", "run_record"]
 
 
 def git_commit() -> str | None:
@@ -40,19 +37,3 @@ def run_record(module: str, argv: list[str], wall_seconds: float) -> dict:
         "wall_seconds": round(wall_seconds, 2),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
     }
-
-
-def _default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def write_json(path: str, obj) -> None:
-    """Writes ``obj`` as indented JSON (NumPy values converted)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=_default)
-        f.write("\n")

@@ -15,8 +15,9 @@ Outputs in ``--outdir``:
 * ``table.json``: :math:`\int(1-\hat\lambda)`, ``b``, the KE of each schedule, solve times of both
   KO methods (first call, which includes compilation, and a repeat) and their max
   :math:`|\Delta\alpha|, |\Delta\sigma|` on a fine t grid, and the run record;
-* ``ko_schedule.json`` (:meth:`kopaths.KOSchedule.save`; load with ``kopaths.load_ko_schedule``) and
-  ``lambda_hat.json`` (:meth:`kopaths.LambdaEstimate.save`);
+* ``exact_ko_schedule.json`` and ``bounded_ko_schedule.json`` (:meth:`kopaths.KOSolution.save`, with
+  their diagnostics; load with ``kopaths.load_ko_schedule``) and ``lambda_hat.json``
+  (:meth:`kopaths.LambdaEstimate.save`);
 * ``README.md`` with the reproduce command and the numbers.
 
 Run from the repository root::
@@ -27,12 +28,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
 import os
-import platform
-import shlex
 import sys
 import time
 import warnings
@@ -45,15 +42,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments._common import run_record  # noqa: E402
 from kopaths.data.checkerboard import checkerboard_chunks  # noqa: E402
+from kopaths.diagnostics import schedule_diagnostics  # noqa: E402
+from kopaths.io import atomic_write_text, save_figure, write_json  # noqa: E402
 from kopaths.kinetic import conditional_energy, kinetic_energy  # noqa: E402
-from kopaths.ko import solve_ko  # noqa: E402
-from kopaths.lambda_fit import fit_lambda  # noqa: E402
+from kopaths.ko import KOSolution, solve_ko, solve_ko_from_data, solve_ko_variant  # noqa: E402
 from kopaths.normalization import normalize  # noqa: E402
-from kopaths.schedules import CondOTSchedule, CosineSchedule  # noqa: E402
-from kopaths.separation import estimate_lambda, snr_grid  # noqa: E402
-
-HALF_PI = 0.5 * math.pi
+from kopaths.schedules import HALF_PI, CondOTSchedule, CosineSchedule  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -163,7 +159,7 @@ def plot_all(est, fit, curves: dict, energies: dict, t: np.ndarray, path: str) -
     ax.set(xlabel=r"$\theta$", ylabel=r"$\gamma$", title=r"$\gamma(\theta)=1-(1-\lambda)/\cos^2\theta$",
            xlim=(0, HALF_PI), ylim=(0, 1.02))
     ax = axes[2]
-    styles = {"KO": "C3", "Cond-OT": "C0", "SI (cosine)": "C2"}
+    styles = {"KO": "C3", "KO (bounded)": "C1", "Cond-OT": "C0", "SI (cosine)": "C2"}
     for name, (a, s) in curves.items():
         ax.plot(t, a, "-", color=styles[name], label=rf"{name} $\alpha_t$")
         ax.plot(t, s, "--", color=styles[name], label=rf"{name} $\sigma_t$")
@@ -176,19 +172,7 @@ def plot_all(est, fit, curves: dict, energies: dict, t: np.ndarray, path: str) -
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{energies[name]:.4f}",
                 ha="center", va="bottom", fontsize=8)
     ax.set(ylabel="kinetic energy per dim", title="KE on checkerboard $\\hat\\lambda$")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def run_record(wall_seconds: float, argv) -> dict:
-    """Where, when and how the run was made."""
-    return {
-        "command": " ".join(["python", "-m", "experiments.checkerboard_ko", *map(shlex.quote, argv)]),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall_seconds, 2),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
-    }
+    save_figure(fig, path, dpi=100)
 
 
 def tail_lines(tail: dict | None) -> list[str]:
@@ -226,7 +210,9 @@ def write_readme(path: str, table: dict) -> None:
         "",
         f"- integral of (1 - lambda-hat) over s: {table['lambda']['integral_one_minus_lambda']:.4f} "
         f"(max standard error of lambda-hat {table['lambda']['max_stderr']:.2g})",
-        f"- KO: b = {ko['b']:.5f}; kinetic energy KO {ke['KO']:.5f}, Cond-OT {ke['Cond-OT']:.5f}, "
+        f"- KO: b = {ko['b']:.5f}; kinetic energy KO {ke['KO']:.5f}, bounded KO {ke['KO (bounded)']:.5f} "
+        f"(max speed {table['bounded_ko']['max_speed']:.3g} against {table['diagnostics']['KO']['max_speed']:.3g}), "
+        f"Cond-OT {ke['Cond-OT']:.5f}, "
         f"SI (cosine) {ke['SI (cosine)']:.5f} (Cond-OT by the identity 2 - integral: "
         f"{table['kinetic_energy_condot_identity']})",
         f"- KO solve time (repeat call): closed form {fmt(ko['closed_form_seconds'])} (first call, with "
@@ -238,13 +224,13 @@ def write_readme(path: str, table: dict) -> None:
         *tail_lines(table["tail_sensitivity"]),
         "`checkerboard_ko.png`: lambda-hat(theta) with a 2-standard-error band and its monotone fit; gamma(theta); "
         "alpha_t and sigma_t of KO, Cond-OT and SI; the kinetic energy of each on the fitted lambda-hat. "
-        "`ko_schedule.json` is the closed-form KO schedule (`kopaths.load_ko_schedule`), "
+        "`exact_ko_schedule.json` and `bounded_ko_schedule.json` are the exact (closed-form) and the bounded-speed KO "
+        "schedules with their diagnostics (`kopaths.load_ko_schedule`), "
         "`lambda_hat.json` the raw estimate (`LambdaEstimate.save`; it is noisy, so it can be slightly "
         "non-monotone or outside [0, 1], which `LambdaEstimate.load` accepts up to 4 standard errors), `table.json` all numbers.",
         "",
     ]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main(argv=None) -> dict:
@@ -254,21 +240,25 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     os.makedirs(args.outdir, exist_ok=True)
     x = checkerboard_data(args.num_data, args.seed)
-    est = estimate_lambda(x, snr_grid(args.num_snr), key=jax.random.key(args.seed), num_noise=args.num_noise,
-                          noise_chunk=args.noise_chunk, data_chunk=args.data_chunk, progress=True)
-    est.save(os.path.join(args.outdir, "lambda_hat.json"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_lambda(est)
+        solution = solve_ko_from_data(x, key=jax.random.key(args.seed), num_noise=args.num_noise, num_snr=args.num_snr,
+                                      sigma_min=args.sigma_min, variant="exact", noise_chunk=args.noise_chunk,
+                                      data_chunk=args.data_chunk, progress=True)
+    est, fit = solution.estimate, solution.fit
+    est.save(os.path.join(args.outdir, "lambda_hat.json"))
     integral = fit.integral_one_minus_lambda()
 
     ko, cf_first, cf_time = timed_solve(fit, args.sigma_min, "closed_form", args.repeat_solves)
     ko_shoot, sh_first, sh_time = timed_solve(fit, args.sigma_min, "shooting", args.repeat_solves)
-    ko.save(os.path.join(args.outdir, "ko_schedule.json"))
+    bounded = solve_ko_variant(fit, args.sigma_min, "bounded")
+    for variant, schedule in (("exact", ko), ("bounded", bounded)):
+        KOSolution(est, fit, schedule).save(args.outdir, prefix=f"{variant}_")
     t_grid = np.linspace(0.0, 1.0, 2001)  # one grid for the comparison and the plot (one compile)
     cmp = schedule_curves({"cf": ko, "sh": ko_shoot}, t_grid)
 
-    schedules = {"KO": ko, "Cond-OT": CondOTSchedule(sigma_min=args.sigma_min), "SI (cosine)": CosineSchedule()}
+    schedules = {"KO": ko, "KO (bounded)": bounded, "Cond-OT": CondOTSchedule(sigma_min=args.sigma_min),
+                 "SI (cosine)": CosineSchedule()}
     energies = {name: float(jax.jit(kinetic_energy)(s, fit)) for name, s in schedules.items()}
     plot_all(est, fit, schedule_curves(schedules, t_grid), energies, t_grid,
              os.path.join(args.outdir, "checkerboard_ko.png"))
@@ -294,15 +284,15 @@ def main(argv=None) -> dict:
             "max_abs_diff_alpha": float(np.max(np.abs(cmp["cf"][0] - cmp["sh"][0]))),
             "max_abs_diff_sigma": float(np.max(np.abs(cmp["cf"][1] - cmp["sh"][1]))),
         },
+        "bounded_ko": {k: getattr(bounded, k) for k in ("b", "energy", "gamma_floor", "max_speed")},
+        "diagnostics": {name: schedule_diagnostics(sched, fit).summary() for name, sched in schedules.items()},
         "tail_sensitivity": tail_sensitivity(est, fit, args.sigma_min),
         "kinetic_energy": energies,
         "kinetic_energy_condot_identity": 2.0 - integral if args.sigma_min == 0.0 else None,
         "conditional_energy": {name: float(conditional_energy(s)) for name, s in schedules.items()},
-        "run": run_record(time.perf_counter() - start, argv),
+        "run": run_record("experiments.checkerboard_ko", argv, time.perf_counter() - start),
     }
-    with open(os.path.join(args.outdir, "table.json"), "w") as f:
-        json.dump(table, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(args.outdir, "table.json"), table)
     write_readme(os.path.join(args.outdir, "README.md"), table)
     return table
 

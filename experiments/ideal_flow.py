@@ -12,12 +12,13 @@ ideal flow from ``--num_samples`` noise points with dopri5 at ``--tol`` on ``[0,
   (:func:`kopaths.kinetic.kinetic_energy`, same ``t_end``);
 * the per-example NFE dopri5 needs (mean / median / max).
 
-Datasets: the 2-D checkerboard and a Fashion-MNIST subset (``--fmnist_n`` training images).
+Datasets: the 2-D checkerboard and a Fashion-MNIST subset (``--fmnist_n`` training images). KO is
+solved by :func:`kopaths.ko.solve_ko_from_data` on the same subset, exact and bounded.
 
 Reproduce (2-core CPU)::
 
     python -m kopaths.data.prepare --dataset checkerboard; python -m kopaths.data.prepare --dataset fashion_mnist
-    PYTHONPATH=. python experiments/ideal_flow.py --out experiments/results/ideal_flow
+    python -m experiments.ideal_flow --out experiments/results/ideal_flow --num_samples 64 --checkerboard_n 5000 --fmnist_n 1000
 """
 
 from __future__ import annotations
@@ -31,29 +32,27 @@ import time
 import jax
 import numpy as np
 
-from kopaths.metrics import ideal_flow_scores
+from experiments._common import run_record
+from kopaths.io import atomic_write_text, write_json
+from kopaths.ko import solve_ko_from_data, solve_ko_variant
+from kopaths.ode.energy import ideal_flow_scores
 from kopaths.schedules import CondOTSchedule, CosineSchedule, VPSchedule
 
-PATH_NAMES = {"vp": "DDPM/VP", "si": "SI", "cond_ot": "Cond-OT", "ko": "KO"}
+PATH_NAMES = {"vp": "DDPM/VP", "si": "SI", "cond_ot": "Cond-OT", "ko": "KO (exact)", "ko_bounded": "KO (bounded)"}
 
 
 def _ko_and_lambda(x: np.ndarray, seed: int, num_noise: int):
-    from kopaths.ko import solve_ko  # noqa: PLC0415
-    from kopaths.lambda_fit import fit_lambda  # noqa: PLC0415
-    from kopaths.separation import estimate_lambda  # noqa: PLC0415
-
-    est = estimate_lambda(x.reshape(len(x), -1), key=jax.random.key(seed), num_noise=num_noise)
-    lam = fit_lambda(est)
-    return solve_ko(lam, sigma_min=0.0), lam
+    solution = solve_ko_from_data(x.reshape(len(x), -1), key=jax.random.key(seed), num_noise=num_noise, variant="exact")
+    return solution.schedule, solve_ko_variant(solution.fit, 0.0, "bounded"), solution.fit
 
 
 def score_dataset(name: str, x: np.ndarray, args) -> dict:
     from kopaths.kinetic import kinetic_energy  # noqa: PLC0415
 
     t = time.time()
-    ko, lam = _ko_and_lambda(x, args.seed, args.num_noise)
+    ko, bounded, lam = _ko_and_lambda(x, args.seed, args.num_noise)
     print(f"[{name}] KO solved in {time.time() - t:.1f}s (n={len(x)}, d={x[0].size})", flush=True)
-    schedules = {"vp": VPSchedule(), "si": CosineSchedule(), "cond_ot": CondOTSchedule(), "ko": ko}
+    schedules = {"vp": VPSchedule(), "si": CosineSchedule(), "cond_ot": CondOTSchedule(), "ko": ko, "ko_bounded": bounded}
     out = {"num_data": int(len(x)), "dim": int(x[0].size), "paths": {}}
     for key, sched in schedules.items():
         t = time.time()
@@ -68,7 +67,8 @@ def score_dataset(name: str, x: np.ndarray, args) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="experiments/results/ideal_flow")
     ap.add_argument("--num_samples", type=int, default=256)
@@ -80,20 +80,23 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--datasets", default="checkerboard,fashion_mnist")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.num_samples, args.tol, args.checkerboard_n, args.fmnist_n, args.num_noise = 4, 1e-3, 256, 64, 64
+        args.datasets = "fashion_mnist"
 
     from kopaths.data import default_data_config, load_array  # noqa: PLC0415
 
-    results = {"command": "PYTHONPATH=. python " + " ".join(sys.argv), "args": vars(args),
-               "devices": [str(d) for d in jax.devices()], "datasets": {}}
+    start = time.time()
+    results = {"args": vars(args), "datasets": {}}
     sizes = {"checkerboard": args.checkerboard_n, "fashion_mnist": args.fmnist_n}
     for name in args.datasets.split(","):
         x, _ = load_array(default_data_config(name), split="train", max_examples=sizes[name])
         results["datasets"][name] = score_dataset(name, x, args)
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
-    lines = [f"Reproduce: `{results['command']}`", "",
+        results["run"] = run_record("experiments.ideal_flow", argv, time.time() - start)
+        write_json(os.path.join(args.out, "results.json"), results)
+    lines = [f"Reproduce: `{results['run']['command']}`", "",
              f"dopri5 rtol=atol={args.tol}, {args.num_samples} noise samples, t in [0, {args.t_end}]", "",
              "| data | path | KE (trajectories) | KE (from lambda-hat) | NFE mean | NFE median | NFE max |",
              "|---|---|---|---|---|---|---|"]
@@ -104,9 +107,9 @@ def main() -> None:
                 f"± {s['kinetic_energy_stderr']:.4f} | {s['kinetic_energy_from_lambda']:.4f} | {s['nfe_mean']:.1f} | "
                 f"{s['nfe_median']:.0f} | {s['nfe_max']} |"
             )
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(args.out, "results.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+    return results
 
 
 if __name__ == "__main__":

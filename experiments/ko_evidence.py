@@ -5,7 +5,7 @@ For each dataset and resolution this driver
 1. solves one KO path of each variant (exact, bounded, parametric) from one lambda-hat of *all*
    training examples (:func:`kopaths.ko.solve_ko_from_data`, saved under ``<root>/<setting>/ko``);
 2. trains the same U-Net on each *training variant* and seed with the library trainer
-   (:func:`kopaths.train.train_and_evaluate`, resumable):
+   (:func:`kopaths.training.trainer.train`, resumable):
 
    * ``cond_ot``: Cond-OT, uniform t;
    * ``ko_exact`` / ``ko_bounded`` / ``ko_parametric``: the KO variant, uniform t;
@@ -40,18 +40,17 @@ import ml_collections
 import numpy as np
 
 from experiments._common import run_record
-from kopaths.data import data_spec, default_data_config, open_split, to_uint8
-from kopaths.evaluate import load_run
+from kopaths.data import data_spec, default_data_config, load_normalized, open_split, to_uint8
+from kopaths.evaluation.runs import load_run
 from kopaths.evaluation import classifier as clf
 from kopaths.evaluation.along_paths import evaluate_along_paths, frechet_with_bootstrap
-from kopaths.evaluation.intervals import mean_interval, paired_difference
-from kopaths.io import read_json, write_json
+from kopaths.evaluation.intervals import format_cell, mean_interval, paired_difference
+from kopaths.io import atomic_write_text, read_json, write_json
 from kopaths.ko import KO_VARIANTS, KOSolution, load_ko_schedule, solve_ko_from_data, solve_ko_variant
-from kopaths.metrics import feature_statistics
+from kopaths.evaluation.distances import feature_statistics
 from kopaths.schedules import CondOTSchedule
-from kopaths.train import train_and_evaluate
-from kopaths.training import config_lib
-from kopaths.training.data import separation_data
+from kopaths.training.trainer import train
+from kopaths.training.defaults import base_config
 
 #: training variant -> (path, KO variant or None, snr reference)
 TRAIN_VARIANTS = {
@@ -80,7 +79,7 @@ def model_config(resolution: int, width: int) -> dict[str, Any]:
 
 def train_config(args, data_cfg, variant: str, seed: int, ko_dir: str) -> ml_collections.ConfigDict:
     path, ko_variant, reference = TRAIN_VARIANTS[variant]
-    c = config_lib.base_config(path)
+    c = base_config(path)
     c.seed = seed
     c.data = data_cfg
     c.model = model_config(int(data_cfg.resolution or 28), args.width)
@@ -101,7 +100,7 @@ def solve_paths(data_cfg, ko_dir: str, args) -> dict[str, Any]:
     """One lambda-hat of all training data, and the KO variants solved from its fit (cached)."""
     files = {v: os.path.join(ko_dir, f"{v}_ko_schedule.json") for v in KO_VARIANTS}
     if not all(os.path.exists(f) for f in files.values()):
-        x = separation_data(data_cfg, args.ko_num_data)
+        x = load_normalized(data_cfg, args.ko_num_data)
         solution = solve_ko_from_data(x, key=jax.random.key(0), num_noise=args.ko_num_noise, num_snr=args.ko_num_snr,
                                       variant="exact")
         for variant in KO_VARIANTS:
@@ -115,15 +114,7 @@ def solve_paths(data_cfg, ko_dir: str, args) -> dict[str, Any]:
 
 def feature_scorer(data_cfg, folder: str, args):
     """Classifier-feature FD of model-space samples against the whole test split (classifier cached)."""
-    path = os.path.join(folder, "classifier.npz")
-    if not os.path.exists(path):
-        src = open_split(data_cfg, "train")
-        records = src.records(range(len(src)))
-        images = np.stack([src.decode(r) for r in records])
-        labels = np.asarray([int(r["label"]) for r in records])
-        params = clf.train_classifier(images, labels, key=jax.random.key(0), epochs=args.classifier_epochs)
-        clf.save_classifier(path, params, {"dataset": data_cfg.name, "resolution": data_cfg.resolution})
-    params, _ = clf.load_classifier(path)
+    params = clf.cached_classifier(data_cfg, os.path.join(folder, "classifier.npz"), epochs=args.classifier_epochs)
     test = open_split(data_cfg, "test")
     reference = feature_statistics(clf.classifier_features(params, test.read(0, min(len(test), args.num_reference))))
     stats = data_spec(data_cfg).stats
@@ -153,9 +144,11 @@ def run_setting(args, dataset: str, resolution: int) -> dict[str, Any]:
             if os.path.exists(file):
                 records[(variant, seed)] = read_json(file, "evaluation")
                 continue
+            if args.aggregate_only:
+                continue
             workdir = os.path.join(root, f"{variant}_seed{seed}")
             start = time.perf_counter()
-            result = train_and_evaluate(train_config(args, data_cfg, variant, seed, os.path.join(out, "ko")), workdir)
+            result = train(train_config(args, data_cfg, variant, seed, os.path.join(out, "ko")), workdir)
             if result.interrupted:
                 raise KeyboardInterrupt
             train_seconds = time.perf_counter() - start
@@ -179,37 +172,38 @@ def _value(record, path: str, metric: str, field: str) -> float:
 
 
 def aggregate(records: dict, args) -> dict[str, Any]:
-    """Per (training variant, sampling path, metric): seed interval, and the paired difference to the baseline."""
+    """Per (training variant, sampling path, metric): the interval over the variant's finished seeds,
+    and the paired difference to the baseline over the seeds both have."""
     cells: dict[str, Any] = {}
-    seeds = [s for s in args.seeds if all((v, s) in records for v in args.train)]
+    seeds_of = {v: [s for s in args.seeds if (v, s) in records] for v in args.train}
     for variant in args.train:
+        seeds = seeds_of[variant]
+        if not seeds:
+            continue
+        paired = [s for s in seeds if (BASELINE[0], s) in records]
         for path in args.sample:
             for metric in metric_names(args):
                 fd = [_value(records[(variant, s)], path, metric, "fd") for s in seeds]
-                cell = {"fd": mean_interval(fd).to_dict(), "per_seed": fd,
+                cell = {"fd": mean_interval(fd).to_dict(), "per_seed": dict(zip(map(str, seeds), fd)),
                         "bootstrap_se": float(np.mean([_value(records[(variant, s)], path, metric, "fd_bootstrap_se")
                                                        for s in seeds]))}
-                if BASELINE[0] in args.train and BASELINE[1] in args.sample:
-                    base = [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "fd") for s in seeds]
-                    cell["minus_baseline"] = paired_difference(fd, base).to_dict()
+                if BASELINE[1] in args.sample and len(paired) >= 2:
+                    cell["minus_baseline"] = paired_difference(
+                        [_value(records[(variant, s)], path, metric, "fd") for s in paired],
+                        [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "fd") for s in paired]).to_dict()
                 if metric == "dopri5":
                     for field in ("nfe_mean", "kinetic_energy"):
                         cell[field] = mean_interval([_value(records[(variant, s)], path, metric, field) for s in seeds]).to_dict()
                 cells[f"{variant}|{path}|{metric}"] = cell
-    return {"seeds": seeds, "metrics": metric_names(args), "cells": cells}
-
-
-def _fmt(d: dict, digits: int = 1) -> str:
-    from kopaths.evaluation.intervals import Interval  # noqa: PLC0415
-
-    return Interval(d["mean"], d["half_width"], d["n"], d["level"]).format(digits)
+    return {"seeds": {v: s for v, s in seeds_of.items() if s}, "metrics": metric_names(args), "cells": cells}
 
 
 def markdown(results: dict) -> list[str]:
     lines = []
     for setting in results["settings"]:
         cells, seeds, metrics = (setting["cells"][k] for k in ("cells", "seeds", "metrics"))
-        lines += [f"## {setting['setting']} (d = {setting['dim']}, seeds {seeds})", "",
+        seed_text = ", ".join(f"{v} {len(s)}" for v, s in seeds.items())
+        lines += [f"## {setting['setting']} (d = {setting['dim']}; seeds per training variant: {seed_text})", "",
                   "KO paths: " + ", ".join(f"{p}: energy {v['energy']:.4f} (b {v['b']:.4f}), max speed {v['max_speed']:.3g}"
                                            for p, v in setting["ko"].items()), "",
                   "FD (classifier features) mean ± 95% seed interval; **bold**: differs from Cond-OT trained and "
@@ -222,13 +216,9 @@ def markdown(results: dict) -> list[str]:
             row = [variant, path]
             for metric in metrics:
                 cell = cells[f"{variant}|{path}|{metric}"]
-                text = _fmt(cell["fd"])
-                diff = cell.get("minus_baseline")
-                if diff and diff["n"] > 1 and (diff["mean"] - diff["half_width"] > 0 or diff["mean"] + diff["half_width"] < 0):
-                    text = f"**{text}** {'↓' if diff['mean'] < 0 else '↑'}"
-                row.append(text)
+                row.append(format_cell(cell["fd"], cell.get("minus_baseline"), 1, arrows=True))
             dop = cells[f"{variant}|{path}|dopri5"]
-            row += [_fmt(dop["nfe_mean"], 0), _fmt(dop["kinetic_energy"], 3)]
+            row += [format_cell(dop["nfe_mean"], digits=0), format_cell(dop["kinetic_energy"], digits=3)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return lines
@@ -257,6 +247,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ko_num_noise", type=int, default=2048)
     ap.add_argument("--ko_num_snr", type=int, default=256)
     ap.add_argument("--parametric_steps", type=int, default=3000, help="Adam steps of the parametric KO fit")
+    ap.add_argument("--aggregate_only", action="store_true", help="tables from the finished evaluations; train nothing")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -285,8 +276,6 @@ def main(argv=None) -> dict:
                "run": run_record("experiments.ko_evidence", list(argv), time.perf_counter() - start)}
     write_json(os.path.join(args.out, "results.json"), results)
     text = "\n".join([f"Reproduce: `{results['run']['command']}`", "", *markdown(results)])
-    from kopaths.io import atomic_write_text  # noqa: PLC0415
-
     atomic_write_text(os.path.join(args.out, "results.md"), text + "\n")
     print(text)
     return results

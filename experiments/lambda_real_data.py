@@ -33,13 +33,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from experiments._common import run_record, write_json  # noqa: E402
+from experiments._common import run_record  # noqa: E402
+from kopaths.io import save_figure, write_json  # noqa: E402
 from kopaths.data import default_data_config, load_array  # noqa: E402
 from kopaths.kinetic import kinetic_energy  # noqa: E402
-from kopaths.ko import solve_ko  # noqa: E402
-from kopaths.lambda_fit import fit_lambda  # noqa: E402
+from kopaths.ko import solve_ko_from_data  # noqa: E402
 from kopaths.schedules import CondOTSchedule  # noqa: E402
-from kopaths.separation import estimate_lambda, snr_grid  # noqa: E402
+from kopaths.separation import snr_grid  # noqa: E402
 
 
 MODULE = "experiments.lambda_real_data"
@@ -62,13 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def analyse(x: np.ndarray, *, snr: np.ndarray, num_noise: int, key: jax.Array) -> tuple[dict, dict]:
     """Estimates and fits lambda of ``x``, solves KO; returns ``(row, curves)`` for the table and plots."""
     times = {}
-    t0 = time.perf_counter()
-    est = estimate_lambda(x, snr, key=key, num_noise=num_noise)
-    times["estimate_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fit = fit_lambda(est, warn=False)
-    ko = solve_ko(fit)
-    times["fit_and_solve_s"] = time.perf_counter() - t0
+    solution = solve_ko_from_data(x, key=key, num_noise=num_noise, num_snr=snr.size, variant="exact")
+    est, fit, ko = solution.estimate, solution.fit, solution.schedule
+    times["estimate_s"] = est.seconds
+    times["fit_and_solve_s"] = ko.solve_seconds
     ke_ko = float(kinetic_energy(ko, fit))
     ke_ot = float(kinetic_energy(CondOTSchedule(), fit))
     t = np.linspace(0.0, 1.0, 201)
@@ -119,9 +116,7 @@ def plot_dataset(name: str, curves: dict[int, dict], path: str) -> None:
     axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv=None) -> None:

@@ -28,7 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from experiments._common import run_record, write_json  # noqa: E402
+from experiments._common import run_record  # noqa: E402
+from kopaths.io import save_figure, write_json  # noqa: E402
 from kopaths.data import default_data_config, load_array  # noqa: E402
 from kopaths.lambda_fit import fit_lambda  # noqa: E402
 from kopaths.separation import estimate_lambda, snr_grid  # noqa: E402
@@ -100,9 +101,7 @@ def plot(sweeps: dict[str, list], rows: list[dict], title: str, path: str) -> No
         ax.set_xticks(xs, [f"{v:,}" for v in xs], fontsize=8)
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def main(argv=None) -> None:

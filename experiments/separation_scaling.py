@@ -33,12 +33,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
 import os
-import platform
-import shlex
 import sys
 import time
 import warnings
@@ -51,14 +47,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from experiments._common import run_record  # noqa: E402
+from kopaths.io import atomic_write_text, save_figure, write_json  # noqa: E402
 from kopaths.kinetic import kinetic_energy  # noqa: E402
-from kopaths.ko import DegenerateLambdaError, solve_ko  # noqa: E402
+from kopaths.ko import DegenerateLambdaError, solve_ko_variant  # noqa: E402
 from kopaths.lambda_fit import fit_lambda  # noqa: E402
 from kopaths.normalization import normalize  # noqa: E402
-from kopaths.schedules import CondOTSchedule  # noqa: E402
+from kopaths.schedules import HALF_PI, CondOTSchedule  # noqa: E402
 from kopaths.separation import estimate_lambda  # noqa: E402
 
-HALF_PI = 0.5 * math.pi
 FMNIST_NATIVE = 28
 FMNIST_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -209,7 +206,7 @@ def analyse(x: np.ndarray, *, snr: np.ndarray, num_noise: int, sigma_min: float,
         "estimate_seconds": est.seconds,
     }
     try:
-        ko = solve_ko(fit, sigma_min)
+        ko = solve_ko_variant(fit, sigma_min, "exact")
         gap = ke_condot - ko.b
         # With sigma_min = 0: gap = 2 cos(Phi) - I <= I, since Phi >= pi/2 - I (derived), so the gap
         # inherits the bound 3n/sqrt(d).
@@ -255,9 +252,7 @@ def plot_scaling(rows: list[dict], path: str) -> None:
     handles = [plt.Line2D([], [], ls="", marker="o", color=colors[n], label=f"n = {n}") for n in ns]
     axes[0].legend(fontsize=7, loc="lower right")
     axes[1].legend(handles=handles, fontsize=7, loc="lower right", title="colour", title_fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_curves(rows: list[dict], curves: list[dict], curve_n: int, path: str) -> None:
@@ -278,22 +273,10 @@ def plot_curves(rows: list[dict], curves: list[dict], curve_n: int, path: str) -
                title=f"{FAMILY_STYLE[fam][1]}, n = {curve_n}")
         ax.legend(fontsize=7, loc="lower right")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------- outputs
-
-
-def run_record(wall_seconds: float, argv) -> dict:
-    """Where, when and how the run was made."""
-    return {
-        "command": " ".join(["python", "-m", "experiments.separation_scaling", *map(shlex.quote, argv)]),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall_seconds, 2),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
-    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -364,8 +347,7 @@ def write_readme(path: str, table: dict) -> None:
         "bound is loose by orders of magnitude at large n and is informative only where 3n/sqrt(d) < pi/2.",
         "",
     ]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main(argv=None) -> dict:
@@ -392,11 +374,9 @@ def main(argv=None) -> dict:
         "config": {k: v for k, v in vars(args).items() if k != "outdir"},
         "rows": rows,
         "summary": summarise(rows),
-        "run": run_record(time.perf_counter() - start, argv),
+        "run": run_record("experiments.separation_scaling", argv, time.perf_counter() - start),
     }
-    with open(os.path.join(args.outdir, "table.json"), "w") as f:
-        json.dump(table, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(args.outdir, "table.json"), table)
     write_readme(os.path.join(args.outdir, "README.md"), table)
     return table
 

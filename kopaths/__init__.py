@@ -1,6 +1,9 @@
 """kopaths: kinetic-optimal Gaussian probability paths for flow matching, in JAX.
 
-The stable public API is what this module exports; submodules hold the details.
+The stable public API is what this module exports; submodules hold the details. Importing it needs
+only the core dependencies (JAX, equinox, diffrax, optimistix, optax, NumPy, SciPy); the trainer,
+the data pipeline, the evaluation networks and the figures live in ``kopaths.training``,
+``kopaths.data``, ``kopaths.evaluation`` and ``kopaths.main_job`` (extras ``train``, ``data``, ``plot``).
 """
 
 from kopaths.diagnostics import ScheduleDiagnostics, schedule_diagnostics
@@ -20,6 +23,15 @@ from kopaths.ko import (
 )
 from kopaths.lambda_fit import LambdaFit, fit_lambda
 from kopaths.normalization import AffineStats, normalize
+from kopaths.ode import (
+    ScheduleTransformedVelocity,
+    bits_per_dim,
+    kinetic_energy_along_samples,
+    log_prob,
+    sample,
+    sample_adaptive,
+    sample_fixed,
+)
 from kopaths.objective import (
     LogitNormalTimes,
     SnrMatchedSampler,
@@ -73,11 +85,13 @@ __all__ = [
     "PolynomialSchedule",
     "Schedule",
     "ScheduleDiagnostics",
+    "ScheduleTransformedVelocity",
     "SchedulerOutput",
     "SnrMatchedSampler",
     "TabulatedSchedule",
     "UniformTimes",
     "VPSchedule",
+    "bits_per_dim",
     "conditional_energy",
     "conditional_velocity",
     "covariance_spectrum",
@@ -88,17 +102,22 @@ __all__ = [
     "gaussian_lambda",
     "get_schedule",
     "kinetic_energy",
+    "kinetic_energy_along_samples",
     "kinetic_energy_density",
     "kinetic_energy_monte_carlo",
     "linear_mmse",
     "load_ko_schedule",
     "load_ko_solution",
+    "log_prob",
     "log_snr_weighting",
     "make_time_sampler",
     "marginal_velocity",
     "normalize",
     "path_spec",
     "posterior_mean",
+    "sample",
+    "sample_adaptive",
+    "sample_fixed",
     "sample_xt",
     "schedule_diagnostics",
     "snr_grid",

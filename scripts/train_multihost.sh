@@ -8,7 +8,7 @@
 # slice of the global batch; jax.distributed connects the processes and the config's mesh spans them all.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 <config.py[:arg]> <workdir> [extra absl flags...]" >&2
+  echo "usage: $0 <config.py[:arg]> <workdir> [--config.key=value ...]" >&2
   exit 2
 fi
 config=$1 workdir=$2
@@ -18,4 +18,4 @@ if [[ -n "${COORDINATOR:-}" ]]; then
   dist+=(--coordinator_address="$COORDINATOR" --num_processes="${NUM_PROCESSES:?}" --process_id="${PROCESS_ID:?}")
 fi
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-python}" -m kopaths.train --config="$config" --workdir="$workdir" "${dist[@]}" "$@"
+exec "${PYTHON:-python}" -m kopaths train --config="$config" --workdir="$workdir" "${dist[@]}" "$@"

@@ -35,3 +35,15 @@ def mixture_log_prob(x, data, sigma: float):
     sq = jnp.sum((x[:, None, :] - data[None]) ** 2, -1)
     comp = -0.5 * sq / sigma**2 - d * jnp.log(sigma) - 0.5 * d * jnp.log(2 * jnp.pi)
     return jax.scipy.special.logsumexp(comp, axis=1) - jnp.log(data.shape[0])
+
+
+def write_idx(path, array) -> None:
+    """Writes ``array`` as a gzipped IDX file (the Fashion-MNIST format), for tests of the data builders."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())

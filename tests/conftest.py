@@ -1,9 +1,15 @@
 """Shared fixtures: small datasets with known separation functions."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
 from kopaths.lambda_fit import LambdaFit
+
+# The experiment drivers and configs import as ``experiments.*`` from the repository root.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def rademacher_lambda(snr: np.ndarray) -> np.ndarray:

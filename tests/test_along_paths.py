@@ -7,7 +7,7 @@ import pytest
 
 from _fields import gaussian_velocity
 from kopaths.evaluation.along_paths import evaluate_along_paths, frechet_with_bootstrap, transformed_velocity
-from kopaths.metrics import feature_statistics
+from kopaths.evaluation.distances import feature_statistics
 from kopaths.schedules import CondOTSchedule, CosineSchedule, PolynomialSchedule
 
 C = 2.0

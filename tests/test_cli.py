@@ -16,8 +16,8 @@ import pytest
 
 from kopaths import cli
 
-KOPATHS = [sys.executable, "-m", "kopaths.cli"]
-SMALL = ["--set", "separation.num_noise=64", "--set", "separation.num_snr=24"]
+KOPATHS = [sys.executable, "-m", "kopaths"]
+SMALL = ["--config.separation.num_noise=64", "--config.separation.num_snr=24"]
 
 
 def _snapshot(folder):
@@ -53,8 +53,14 @@ def _bad_array(folder, kind):
         "flat": rng.normal(size=(50,)),
         "complex": rng.normal(size=(50, 4)) + 1j,
         "strings": np.array([["a", "b"]] * 50),
+        "ragged": np.array([np.zeros(3), np.zeros(4)] * 25, dtype=object),
+        "out_of_range": rng.uniform(0, 300, size=(50, 4)),
     }
-    np.save(path, arrays[kind])
+    if kind == "several":
+        path = str(folder / "several.npz")
+        np.savez(path, a=rng.normal(size=(50, 4)), b=rng.normal(size=(50, 4)))
+    else:
+        np.save(path, arrays[kind], allow_pickle=True)
     return path
 
 
@@ -67,13 +73,17 @@ def _bad_array(folder, kind):
         ("single", "at least 2 examples"),
         ("flat", "shape (n, ...)"),
         ("complex", "real numeric"),
-        ("strings", "real numeric"),
+        ("strings", "got dtype <U1"),
+        ("ragged", "numeric dtype"),
+        ("several", "exactly one array"),
+        ("out_of_range", "outside the declared range [0, 255]"),
     ],
 )
 def test_bad_arrays(finished, kind, message, capsys):
     folder, out = finished
     before = _snapshot(out)
-    assert cli.main(["separation", "--array", _bad_array(folder, kind), "--outdir", out, *SMALL]) == 2
+    extra = ["--range", "0,255"] if kind == "out_of_range" else []
+    assert cli.main(["separation", "--array", _bad_array(folder, kind), "--outdir", out, *SMALL, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kopaths separation: error:") and message in err[0], err
     assert _snapshot(out) == before
@@ -83,17 +93,34 @@ def test_bad_arrays(finished, kind, message, capsys):
     "argv, message",
     [
         (["separation", "--array", "/nonexistent/data.npy"], "does not exist"),
-        (["solve", "--set", "ko.sigma_min=-0.1"], "sigma_min"),
-        (["solve", "--set", "ko.sigma_min=1.0"], "sigma_min"),
-        (["separation", "--set", "separation.num_noise=1"], "num_noise"),
+        (["solve", "--config.ko.sigma_min=-0.1"], "sigma_min"),
+        (["solve", "--config.ko.sigma_min=1.0"], "sigma_min"),
+        (["separation", "--config.separation.num_noise=1"], "num_noise"),
+        (["separation", "--config.separation.nonexistent=3"], "unknown config field separation.nonexistent"),
+        (["separation", "--config.separation.num_nosie=3"], "did you mean separation.num_noise?"),
+        (["separation", "--config.separation.num_noise=many"], "separation.num_noise expects int"),
+        (["solve", "--config.ko.variant=fastest"], "ko.variant must be one of"),
     ],
 )
 def test_bad_arguments(finished, argv, message, capsys):
     _, out = finished
     before = _snapshot(out)
-    assert cli.main([argv[0], "--outdir", out, *SMALL, *argv[1:]]) == 2  # later --set wins
+    assert cli.main([argv[0], "--outdir", out, *SMALL, *argv[1:]]) == 2  # a later override wins
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", ["run", "separation", "solve", "report"])
+def test_a_folder_in_use_is_refused_with_the_holders_pid(finished, command, capsys):
+    from kopaths.io import FolderLock
+
+    _, out = finished
+    before = _snapshot(out)
+    with FolderLock(out, "kopaths run"):
+        assert cli.main([command, "--outdir", out, *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"in use by process {os.getpid()}" in err[0], err
     assert _snapshot(out) == before
 
 
@@ -126,28 +153,28 @@ def test_full_disk_while_saving_keeps_earlier_results(finished, tmp_path):
 
 def _train_args(tiny_data_args, workdir):
     return ["train", "--workdir", workdir, *tiny_data_args,
-            "--set", "train.model.model_channels=8", "--set", "train.model.channel_mult=(1,)",
-            "--set", "train.model.attention_resolutions=()", "--set", "train.global_batch_size=4",
-            "--set", "train.checkpoint_every=2", "--set", "train.warmup_steps=1"]
+            "--config.train.model.model_channels=8", "--config.train.model.channel_mult=(1,)",
+            "--config.train.model.attention_resolutions=()", "--config.train.global_batch_size=4",
+            "--config.train.checkpoint.every_steps=2", "--config.train.optim.warmup_steps=1"]
 
 
 @pytest.fixture(scope="module")
 def tiny_data_args(tmp_path_factory):
-    from test_pipeline import _write_idx
+    from _fields import write_idx
 
     src = tmp_path_factory.mktemp("idx")
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("t10k", 16)):
-        _write_idx(src / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
-        _write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+        write_idx(src / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+        write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
     data_dir = tmp_path_factory.mktemp("tfds")
-    return ["--set", f"data.source_path='{src}'", "--set", f"data.data_dir='{data_dir}'", "--set", "data.resolution=7"]
+    return [f"--config.data.source_path={src}", f"--config.data.data_dir={data_dir}", "--config.data.resolution=7"]
 
 
 def test_sigint_during_training_saves_and_resumes_and_config_mismatch_is_refused(tiny_data_args, tmp_path):
     workdir = str(tmp_path / "run")
     args = _train_args(tiny_data_args, workdir)
-    proc = subprocess.Popen([*KOPATHS, *args, "--set", "train.total_steps=100000"],
+    proc = subprocess.Popen([*KOPATHS, *args, "--config.train.total_steps=100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 240
@@ -164,19 +191,46 @@ def test_sigint_during_training_saves_and_resumes_and_config_mismatch_is_refused
     before = _snapshot(os.path.join(workdir, "checkpoints"))
 
     # Resuming with a different model is refused with one line; the checkpoint is untouched.
-    proc = subprocess.run([*KOPATHS, *args, "--set", "train.total_steps=100000", "--set", "train.model.model_channels=16"],
+    proc = subprocess.run([*KOPATHS, *args, "--config.train.total_steps=100000", "--config.train.model.model_channels=16"],
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("kopaths train: error:")
     assert _snapshot(os.path.join(workdir, "checkpoints")) == before
 
     # Resuming with the same config continues from the saved step.
-    proc = subprocess.run([*KOPATHS, *args, "--set", f"train.total_steps={steps[-1] + 2}"], capture_output=True, text=True)
+    proc = subprocess.run([*KOPATHS, *args, f"--config.train.total_steps={steps[-1] + 2}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"trained to step {steps[-1] + 2}" in proc.stdout
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "--workdir", "/nonexistent"], ["evaluate", "--", "--workdir", "/nonexistent"]])
-def test_evaluate_forwards_its_arguments(argv, capsys):
-    assert cli.main(argv) == 2
+def test_evaluate_of_a_missing_workdir(capsys):
+    assert cli.main(["evaluate", "--workdir", "/nonexistent"]) == 2
     assert "No checkpoints under /nonexistent" in capsys.readouterr().err
+
+
+def test_kill_9_during_training_then_resume_matches_an_uninterrupted_run(tiny_data_args, tmp_path):
+    """SIGKILL (no handler runs) after a few checkpoints; the rerun's metric log and final checkpoint
+    equal those of a run that was never interrupted, and the half-written tail is not kept."""
+    from kopaths.training.run_log import read_metrics
+
+    total = 12
+    killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+    args = [*_train_args(tiny_data_args, killed), f"--config.train.total_steps={total}", "--config.train.log_every_steps=1"]
+    proc = subprocess.Popen([*KOPATHS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = os.path.join(killed, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(read_metrics(killed)) < 5:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    with open(metrics, "a") as f:
+        f.write('{"step": 99, "lo')  # as if the kill had landed mid-append
+    assert len(read_metrics(killed)) < total, "the run finished before it could be killed"
+    for workdir, extra in ((killed, []), (clean, [])):
+        argv = [*_train_args(tiny_data_args, workdir), f"--config.train.total_steps={total}",
+                "--config.train.log_every_steps=1", *extra]
+        done = subprocess.run([*KOPATHS, *argv], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    strip = lambda records: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")} for r in records]
+    assert strip(read_metrics(killed)) == strip(read_metrics(clean))
+    assert [r["step"] for r in read_metrics(killed)] == list(range(1, total + 1))

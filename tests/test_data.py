@@ -319,14 +319,25 @@ def test_statistics_match_normalize_and_are_cached(fmnist_cfg):
 
 
 def test_bits_per_dim_of_the_uniform_density_is_eight():
-    d = 10
-    from kopaths.normalization import AffineStats
+    # The density of v = y + u uniform on [0, 256)^d, seen through the affine map: 8 bits/dim exactly.
+    import jax
+    import jax.numpy as jnp
 
+    from kopaths.normalization import AffineStats
+    from kopaths.ode.likelihood import LikelihoodResult, bits_per_dim
+
+    d = 10
     stats = AffineStats(np.full((d,), 127.5, np.float32), 70.0)
-    log_px = -d * math.log(256.0) + d * math.log(stats.scale)  # uniform on [0, 256)^d, pushed to x
-    assert Dequantization("uniform", 256).bits_per_dim(log_px, stats) == pytest.approx(8.0)
-    with pytest.raises(ValueError, match="uniform dequantisation"):
-        Dequantization("none", 256).bits_per_dim(log_px, stats)
+    deq = Dequantization("uniform", 256)
+    assert deq.dequant_scale == 1.0 and Dequantization.from_dict(deq.to_dict()) == deq
+
+    def log_prob_fn(x, key):
+        value = jnp.full((x.shape[0],), -d * math.log(256.0) + d * math.log(stats.scale))
+        return LikelihoodResult(value, jnp.ones(x.shape[0], jnp.int32), jnp.ones(x.shape[0], bool), 0)
+
+    q = np.random.default_rng(0).integers(0, 256, (5, d))
+    res = bits_per_dim(log_prob_fn, q, jax.random.key(0), stats=stats, dequant_scale=deq.dequant_scale)
+    np.testing.assert_allclose(np.asarray(res.bpd), 8.0, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- downsampling

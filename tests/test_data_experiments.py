@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 
+from _fields import write_idx
+
 from kopaths.data import default_data_config, prepare_dataset
 
-lambda_real_data = pytest.importorskip("experiments.lambda_real_data")
-lambda_stability = pytest.importorskip("experiments.lambda_stability")
-
-
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+from experiments import lambda_real_data, lambda_stability
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +22,8 @@ def data_dir(tmp_path_factory):
     for stem, n in (("train", 64), ("t10k", 16)):
         coarse = rng.integers(0, 256, size=(n, 7, 7))
         images = np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)
-        _write_idx(src / f"{stem}-images-idx3-ubyte.gz", images)
-        _write_idx(src / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n))
+        write_idx(src / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(src / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n))
     cfg = default_data_config()
     cfg.data_dir, cfg.source_path = str(tmp_path_factory.mktemp("tfds")), str(src)
     prepare_dataset(cfg)

@@ -2,15 +2,15 @@
 
 import numpy as np
 
-from kopaths.train import train_and_evaluate
-from kopaths.training.metrics import read_metrics
-from kopaths.training.testing import tiny_config
+from kopaths.training.trainer import train
+from kopaths.training.run_log import read_metrics
+from experiments.configs.tiny import tiny_config
 
 
 def _losses(workdir, seed, path="ko"):
     cfg = tiny_config("mlp", path, steps=5)
     cfg.seed = seed
-    train_and_evaluate(cfg, str(workdir))
+    train(cfg, str(workdir))
     return np.array([m["loss"] for m in read_metrics(str(workdir))])
 
 

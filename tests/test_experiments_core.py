@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-separation_scaling = pytest.importorskip("experiments.separation_scaling")
-checkerboard_ko = pytest.importorskip("experiments.checkerboard_ko")
+from experiments import checkerboard_ko, separation_scaling
 
 
 def test_separation_scaling_quick(tmp_path):
@@ -47,7 +41,8 @@ def test_separation_scaling_quick(tmp_path):
 def test_checkerboard_ko_quick(tmp_path):
     out = tmp_path / "checkerboard"
     table = checkerboard_ko.main(["--quick", "--outdir", str(out)])
-    for name in ("checkerboard_ko.png", "table.json", "ko_schedule.json", "lambda_hat.json", "README.md"):
+    for name in ("checkerboard_ko.png", "table.json", "exact_ko_schedule.json", "bounded_ko_schedule.json",
+                 "bounded_ko_diagnostics.json", "lambda_hat.json", "README.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     on_disk = json.loads((out / "table.json").read_text())
     assert on_disk["ko"] == json.loads(json.dumps(table["ko"]))
@@ -67,28 +62,10 @@ def test_checkerboard_ko_quick(tmp_path):
 
     from kopaths import load_ko_schedule
 
-    sched = load_ko_schedule(out / "ko_schedule.json")
+    sched = load_ko_schedule(out / "exact_ko_schedule.json")
     assert sched.b == pytest.approx(on_disk["ko"]["b"])
+    bounded = load_ko_schedule(out / "bounded_ko_schedule.json")
+    assert bounded.max_speed < sched.max_speed and bounded.energy <= 1.0011 * sched.energy
+    assert ke["KO (bounded)"] == pytest.approx(bounded.energy, rel=1e-4)
     est = json.loads((out / "lambda_hat.json").read_text())  # raw, noisy: read as JSON, not validated
     assert est["num_data"] == 2048 and est["dim"] == 2 and len(est["snr"]) == 32 == len(est["stderr"])
-
-
-def test_fmnist_table1_reuses_only_a_matching_evaluation(tmp_path, monkeypatch):
-    table1 = pytest.importorskip("experiments.fmnist_table1")
-    from kopaths import evaluate
-
-    checkpoints = [1000, 1100, 1200]
-    monkeypatch.setattr(evaluate, "list_steps", lambda workdir: list(checkpoints))
-    out = tmp_path / "eval_ko.json"
-    ev_args = ["--workdir", "/runs/ko", "--steps", "last3", "--num_samples", "128", "--tol", "1e-05"]
-    assert table1._finished_eval(str(out), ev_args) is None
-    # What evaluate.main records, from a run whose workdir has since moved.
-    recorded = dict(vars(evaluate.parse_args(ev_args)), workdir="/elsewhere/ko")
-    record = {"steps": [1000, 1100, 1200], "mean_over_steps": {"kinetic_energy": 1.0}, "args": recorded}
-    out.write_text(json.dumps(record))
-    assert table1._finished_eval(str(out), ev_args) == record
-    # Other evaluation sizes, an added FID or a newer checkpoint all force a fresh evaluation.
-    assert table1._finished_eval(str(out), [*ev_args[:-1], "1e-03"]) is None
-    assert table1._finished_eval(str(out), [*ev_args, "--inception"]) is None
-    checkpoints.append(1300)
-    assert table1._finished_eval(str(out), ev_args) is None

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kopaths import inception as I
+from kopaths.evaluation import inception as I
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -41,3 +41,29 @@ def test_read_json_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"a": ')
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         io.read_json(tmp_path / "bad.json")
+
+
+def test_folder_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    with io.FolderLock(tmp_path, "first") as lock:
+        assert lock.stale_holder is None
+        with pytest.raises(io.FolderInUseError, match=rf"in use by process {os.getpid()} on .* \(first\)"):
+            io.FolderLock(tmp_path, "second").__enter__()
+    with io.FolderLock(tmp_path, "third") as lock:  # released on exit: no stale holder reported
+        assert lock.stale_holder is None
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from kopaths.io import FolderLock; l = FolderLock(sys.argv[1], 'victim').__enter__(); "
+            "print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(io.FolderInUseError, match=f"process {proc.pid} .*victim"):
+        io.FolderLock(tmp_path).__enter__()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with io.FolderLock(tmp_path, "heir") as lock:
+        assert lock.stale_holder is not None and f"process {proc.pid}" in lock.stale_holder

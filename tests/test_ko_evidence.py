@@ -12,7 +12,7 @@ def test_quick_run_trains_evaluates_and_aggregates(tmp_path):
     results = ko_evidence.main(["--quick", "--root", str(tmp_path / "root"), "--out", str(out)])
     setting = results["settings"][0]
     cells = setting["cells"]["cells"]
-    assert setting["cells"]["seeds"] == [0, 1]
+    assert setting["cells"]["seeds"] == {"cond_ot": [0, 1], "ko_bounded_matched": [0, 1]}
     cell = cells["ko_bounded_matched|ko_bounded|euler_2"]
     assert cell["fd"]["n"] == 2 and len(cell["per_seed"]) == 2 and "minus_baseline" in cell
     assert cells["cond_ot|cond_ot|euler_2"]["minus_baseline"]["mean"] == 0.0
@@ -23,3 +23,10 @@ def test_quick_run_trains_evaluates_and_aggregates(tmp_path):
     # a rerun reuses every finished evaluation
     again = ko_evidence.main(["--quick", "--root", str(tmp_path / "root"), "--out", str(out)])
     assert again["settings"][0]["cells"] == setting["cells"]
+    # tables from what is finished: a variant without evaluations is left out, nothing is trained
+    (out / "fashion_mnist_7px" / "eval" / "cond_ot_seed1.json").unlink()
+    partial = ko_evidence.main(["--quick", "--aggregate_only", "--root", str(tmp_path / "root"), "--out", str(out)])
+    seeds = partial["settings"][0]["cells"]["seeds"]
+    assert seeds == {"cond_ot": [0], "ko_bounded_matched": [0, 1]}
+    assert "minus_baseline" not in partial["settings"][0]["cells"]["cells"]["ko_bounded_matched|ko_bounded|euler_2"]
+    assert not (out / "fashion_mnist_7px" / "eval" / "cond_ot_seed1.json").exists()

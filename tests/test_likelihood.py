@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import norm
 
 from _fields import gaussian_log_prob, gaussian_velocity, mixture_log_prob
-from kopaths import likelihood as L
+from kopaths.ode import likelihood as L
 from kopaths.ideal import marginal_velocity
 from kopaths.normalization import AffineStats
 from kopaths.schedules import CondOTSchedule, CosineSchedule

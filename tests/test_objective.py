@@ -17,7 +17,7 @@ from kopaths.objective import (
     log_snr_weighting,
     make_time_sampler,
 )
-from kopaths.sampling import ScheduleTransformedVelocity
+from kopaths.ode.sampling import ScheduleTransformedVelocity
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import pytest
 from jax.experimental import io_callback
 
 from _fields import gaussian_velocity
-from kopaths import sampling as S
+from kopaths.ode import sampling as S
+from kopaths.ode._core import solve_one_adaptive
 from kopaths.ideal import marginal_velocity
 from kopaths.schedules import CondOTSchedule, CosineSchedule, VPSchedule
 
@@ -63,8 +64,8 @@ def test_adaptive_nfe_matches_call_count(method, tol):
     counter = [0]
     vf = _counting_field(counter)
     solve = jax.jit(
-        lambda x: S.solve_one_adaptive(
-            lambda t, y: vf(t, y[None])[0], x, method=method, rtol=tol, atol=tol, t0=0.0, t1=1.0, max_steps=512
+        lambda x: solve_one_adaptive(
+            lambda t, y, _: vf(t, y[None])[0], x, method=method, rtol=tol, atol=tol, t0=0.0, t1=1.0, max_steps=512
         )
     )
     _, nfe, ok = solve(X0[0])
@@ -136,7 +137,7 @@ SHARD_SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     assert len(jax.devices()) == 4, jax.devices()
-    from kopaths import sampling as S, likelihood as L
+    from kopaths.ode import sampling as S, likelihood as L
     from kopaths.ideal import marginal_velocity
     from kopaths.schedules import CondOTSchedule
     data = jax.random.normal(jax.random.PRNGKey(0), (16, 2))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kopaths.training.metrics import read_metrics
+from kopaths.training.run_log import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Subprocesses only check behaviour, so they skip XLA's expensive LLVM passes (halves compile time).
@@ -19,8 +19,8 @@ def _run(workdir, arg, devices):
     flags = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "kopaths.train", f"--config={REPO}/kopaths/training/testing.py:{arg}",
-           f"--workdir={workdir}", "--alsologtostderr"]
+    cmd = [sys.executable, "-m", "kopaths", "train", f"--config={REPO}/experiments/configs/tiny.py:{arg}",
+           f"--workdir={workdir}"]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stderr
@@ -58,8 +58,7 @@ def test_two_processes_match_one_device(tmp_path):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}",
                    JAX_PLATFORMS="cpu", COORDINATOR=f"localhost:{port}", NUM_PROCESSES="2", PROCESS_ID=str(pid),
                    PYTHON=sys.executable, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        cmd = [os.path.join(REPO, "scripts", "train_multihost.sh"), f"kopaths/training/testing.py:{arg},fsdp=2",
-               workdir, "--alsologtostderr"]
+        cmd = [os.path.join(REPO, "scripts", "train_multihost.sh"), f"experiments/configs/tiny.py:{arg},fsdp=2", workdir]
         procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     logs = []

@@ -1,19 +1,26 @@
-r"""2-D checkerboard with an MLP velocity model, flow matching on one of four paths.
+r"""2-D checkerboard with an MLP velocity model, flow matching on one path.
 
-    python -m kopaths.train --config experiments/configs/checkerboard_mlp.py:ko --workdir /tmp/cb_ko
+    kopaths train --config experiments/configs/checkerboard_mlp.py:ko --workdir /tmp/cb_ko
 
-The config arg is ``<path>[,runlocal]`` with path in cond_ot, vp, cosine, ko.
+The config arg is ``<path>[,runlocal]`` with a path of :data:`kopaths.PATHS`. The KO path is the
+committed ``<ko_variant>_ko_schedule.json`` of ``experiments/results/checkerboard_ko`` (lambda-hat of
+10^6 points) when it exists.
 """
 
-from kopaths.training import config_lib
+import os
+
+from kopaths.configs import parse_arg
+from kopaths.training.defaults import PATHS, base_config, data_config
+
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "results", "checkerboard_ko")
 
 
 def get_config(arg: str | None = None):
     """Returns the run config for ``arg = "<path>[,runlocal]"``."""
-    path, variant = config_lib.parse_config_arg(arg)
-    runlocal = variant == "runlocal"
-    c = config_lib.base_config(path)
-    c.data = config_lib.data_config("checkerboard")
+    parsed = parse_arg(arg, path=PATHS, variant=("runlocal",))
+    path, runlocal = parsed["path"] or "cond_ot", parsed["variant"] == "runlocal"
+    c = base_config(path)
+    c.data = data_config("checkerboard")
     c.model = dict(name="mlp", hidden_sizes=(512, 512, 512, 512), time_embed_dim=64, time_scale=1000.0,
                    dropout=0.0, dtype="float32")
     c.total_steps = 50_000
@@ -22,7 +29,10 @@ def get_config(arg: str | None = None):
     c.optim.warmup_steps = 500
     c.optim.ema_decay = 0.999
     c.checkpoint.every_steps = 5000
-    c.path.ko_num_noise = 4096
+    if path == "ko":
+        committed = os.path.abspath(os.path.join(RESULTS, f"{c.path.ko_variant}_ko_schedule.json"))
+        c.path.schedule_file = committed if os.path.exists(committed) else ""
+        c.path.ko_num_noise = 4096
     if runlocal:
         c.model.hidden_sizes = (64, 64)
         c.total_steps = 4
@@ -30,7 +40,6 @@ def get_config(arg: str | None = None):
         c.optim.warmup_steps = 1
         c.log_every_steps = 1
         c.checkpoint.every_steps = 2
-        c.path.ko_num_data = 1024
-        c.path.ko_num_noise = 256
-        c.path.ko_num_snr = 64
+        if path == "ko":
+            c.path.update(schedule_file="", ko_num_data=1024, ko_num_noise=256, ko_num_snr=64)
     return c

@@ -16,7 +16,7 @@ import time
 
 from kopaths.data.config import LOCAL_DATASETS, default_data_config
 from kopaths.data.errors import DataNotFoundError
-from kopaths.data.pipeline import data_spec
+from kopaths.data.iterator import data_spec
 from kopaths.data.sources import prepare_dataset
 
 

@@ -18,7 +18,7 @@ from kopaths.data.builders import (
     default_fashion_mnist_dir,
     locate_fashion_mnist,
 )
-from kopaths.data.config import STOCK_PREFIX, resolve_data_dir, validate_data_config
+from kopaths.data.config import STOCK_PREFIX, as_options, resolve_data_dir
 from kopaths.data.errors import DataNotFoundError
 from kopaths.data.mnist_pickle import HOW_TO_GET as MNIST_HOW_TO_GET
 from kopaths.data.mnist_pickle import default_mnist_pickle
@@ -88,6 +88,7 @@ class BatchedRecordSource:
 
 def local_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.GeneratorBasedBuilder:
     """Returns kopaths' own builder for ``data_cfg.name`` (a local dataset), reading/writing array_record."""
+    data_cfg = as_options(data_cfg)
     name = data_cfg.name
     if name not in _LOCAL_BUILDERS:
         raise ValueError(f"{name!r} is not one of kopaths' own datasets {sorted(_LOCAL_BUILDERS)}.")
@@ -123,7 +124,7 @@ def prepare_dataset(data_cfg: ml_collections.ConfigDict) -> str:
     Raises :class:`DataNotFoundError` (with instructions) when the raw files are missing, and
     ``ValueError`` for stock TFDS names, which TFDS itself prepares.
     """
-    validate_data_config(data_cfg)
+    data_cfg = as_options(data_cfg)
     if data_cfg.name.startswith(STOCK_PREFIX):
         raise ValueError(_stock_instructions(data_cfg.name[len(STOCK_PREFIX):], resolve_data_dir(data_cfg.data_dir)))
     builder = local_builder(data_cfg)
@@ -197,7 +198,7 @@ def open_split(data_cfg: ml_collections.ConfigDict, split: str) -> SplitSource:
 
     Raises :class:`DataNotFoundError` with instructions when the data are not in the data dir.
     """
-    validate_data_config(data_cfg)
+    data_cfg = as_options(data_cfg)
     data_dir = resolve_data_dir(data_cfg.get("data_dir"))
     name = data_cfg.name
     if name.startswith(STOCK_PREFIX):

@@ -11,6 +11,7 @@ import numpy as np
 
 from kopaths.data.sources import SplitSource
 from kopaths.data.transforms import Dequantization
+from kopaths.io import write_json
 from kopaths.normalization import AffineStats
 
 __all__ = ["Moments", "affine_stats", "split_moments"]
@@ -80,11 +81,7 @@ def split_moments(split: SplitSource, split_name: str, resolution: int | None, *
     moments = _compute(split)
     if use_cache:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(moments.to_dict(), f)
-            os.replace(tmp, path)
+            write_json(path, moments.to_dict(), indent=None)
         except OSError as e:
             logging.warning("Could not cache normalisation statistics at %s: %s", path, e)
     return moments

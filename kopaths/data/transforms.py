@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ class Dequantization:
     ``u ~ U[0, 1)^d`` (``kind="uniform"``) or ``v = y + 1/2`` (``kind="none"``, bin centres); the model
     sees ``x = stats.apply(v)``. Each bin has unit volume in ``v``, so for ``kind="uniform"``
     :math:`\log P(y) \ge \mathbb E_u[\log p_X(x) + \log|\det \partial x/\partial v|]`, which
-    :meth:`bits_per_dim` turns into bits/dim. For continuous data (``kind="continuous"``) ``v`` is
+    :func:`kopaths.ode.likelihood.bits_per_dim` turns into bits/dim. For continuous data (``kind="continuous"``) ``v`` is
     the stored value and bits/dim is that of the continuous density of ``v``.
     """
 
@@ -64,16 +63,9 @@ class Dequantization:
     def dequant_scale(self) -> float:
         """Size of one quantisation level in the units ``stats`` was fitted on (``v``): always 1.
 
-        This is the ``dequant_scale`` argument of :func:`kopaths.likelihood.bits_per_dim`.
+        This is the ``dequant_scale`` argument of :func:`kopaths.ode.likelihood.bits_per_dim`.
         """
         return 1.0
-
-    def bits_per_dim(self, log_px, stats: AffineStats):
-        """Bits/dim of the stored data from ``log_px`` (nats, per example) of the model variable ``x``."""
-        if self.kind == "none":
-            raise ValueError("bits/dim of 8-bit data needs uniform dequantisation (data_cfg.dequantize=True).")
-        log_pv = np.asarray(log_px, dtype=np.float64) + stats.log_det_jacobian()
-        return -log_pv / (stats.dim * math.log(2.0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record, e.g. for checkpoints and result tables."""

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kopaths.metrics import feature_statistics, frechet_distance, kinetic_energy_along_samples
-from kopaths.sampling import ScheduleTransformedVelocity, sample_fixed
+from kopaths.evaluation.distances import feature_statistics, frechet_distance
+from kopaths.ode.energy import kinetic_energy_along_samples
+from kopaths.ode.sampling import ScheduleTransformedVelocity, sample_fixed
 from kopaths.schedules import Schedule
 
 __all__ = ["frechet_with_bootstrap", "transformed_velocity", "evaluate_along_paths"]

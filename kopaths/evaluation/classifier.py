@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kopaths.metrics import frechet_distance_from_features
+from kopaths.evaluation.distances import frechet_distance_from_features
+from kopaths.io import save_npz
 
 __all__ = [
     "FD_LABEL",
@@ -35,6 +36,8 @@ __all__ = [
     "classifier_fd",
     "save_classifier",
     "load_classifier",
+    "labelled_images",
+    "cached_classifier",
 ]
 
 FD_LABEL = "FD (classifier features, not comparable to published FID)"
@@ -133,8 +136,7 @@ def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> No
     flat = {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v)
             for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     meta = {f"__meta__{k}": np.array(str(v)) for k, v in (meta or {}).items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(path, **flat, **meta)
+    save_npz(path, **flat, **meta)
 
 
 def load_classifier(path: str):
@@ -159,13 +161,25 @@ def load_classifier(path: str):
     return params, meta
 
 
-def _load_labelled(dataset: str, split: str, n: int | None):
-    from kopaths.data import default_data_config, open_split  # noqa: PLC0415
+def labelled_images(data_cfg, split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` (default all) images of ``split`` (uint8 NHWC, at the config's resolution) and labels."""
+    from kopaths.data import open_split  # noqa: PLC0415
 
-    src = open_split(default_data_config(dataset), split)
+    src = open_split(data_cfg, split)
     n = len(src) if n is None else min(n, len(src))
     recs = src.records(range(n))
     return np.stack([src.decode(r) for r in recs]), np.asarray([int(r["label"]) for r in recs])
+
+
+def cached_classifier(data_cfg, path: str, *, epochs: int = 2, seed: int = 0) -> dict[str, Any]:
+    """The classifier saved at ``path``, trained there first on ``data_cfg``'s training split if absent."""
+    if not os.path.exists(os.path.expanduser(path)):
+        images, labels = labelled_images(data_cfg, data_cfg.get("split", "train"))
+        params = train_classifier(images, labels, key=jax.random.key(seed), num_classes=int(labels.max()) + 1,
+                                  epochs=epochs)
+        save_classifier(os.path.expanduser(path), params, {"dataset": data_cfg.name, "resolution": data_cfg.get("resolution"),
+                                                           "epochs": epochs, "seed": seed, "label": FD_LABEL})
+    return load_classifier(path)[0]
 
 
 def main(argv=None) -> None:
@@ -177,9 +191,11 @@ def main(argv=None) -> None:
     ap.add_argument("--num_train", type=int, default=None)
     args = ap.parse_args(argv)
     t = time.time()
-    x, y = _load_labelled(args.dataset, "train", args.num_train)
+    from kopaths.data import default_data_config  # noqa: PLC0415
+
+    x, y = labelled_images(default_data_config(args.dataset), "train", args.num_train)
     params = train_classifier(x, y, key=jax.random.key(args.seed), num_classes=int(y.max()) + 1, epochs=args.epochs)
-    xt, yt = _load_labelled(args.dataset, "test", None)
+    xt, yt = labelled_images(default_data_config(args.dataset), "test")
     acc = classifier_accuracy(params, xt, yt)
     save_classifier(os.path.expanduser(args.output), params,
                     {"dataset": args.dataset, "test_accuracy": acc, "epochs": args.epochs, "seed": args.seed,

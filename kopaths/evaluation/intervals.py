@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import scipy.stats
 
-__all__ = ["Interval", "mean_interval", "paired_difference"]
+__all__ = ["Interval", "mean_interval", "paired_difference", "format_cell"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,10 @@ class Interval:
     def to_dict(self) -> dict:
         return {"mean": self.mean, "half_width": self.half_width, "n": self.n, "level": self.level}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Interval":
+        return cls(float(d["mean"]), float(d["half_width"]), int(d["n"]), float(d.get("level", 0.95)))
+
 
 def mean_interval(values, level: float = 0.95) -> Interval:
     """Mean and Student-t interval half-width :math:`t_{(1+\\text{level})/2,\\,n-1}\\, s/\\sqrt n` (NaN for ``n < 2``)."""
@@ -67,3 +71,16 @@ def paired_difference(a, b, level: float = 0.95) -> Interval:
     if a.shape != b.shape:
         raise ValueError(f"paired_difference needs values for the same seeds, got {a.size} and {b.size}.")
     return mean_interval(a - b, level)
+
+
+def format_cell(interval: Interval | dict, difference: Interval | dict | None = None, digits: int = 2,
+                arrows: bool = False) -> str:
+    """``"mean ± half-width"``, in bold when the paired ``difference`` to a baseline excludes zero
+    (with ``arrows``, followed by ↓ or ↑ for its sign)."""
+    interval = Interval.from_dict(interval) if isinstance(interval, dict) else interval
+    text = interval.format(digits)
+    if difference is not None:
+        difference = Interval.from_dict(difference) if isinstance(difference, dict) else difference
+        if difference.excludes_zero:
+            text = f"**{text}**" + ((" ↓" if difference.mean < 0 else " ↑") if arrows else "")
+    return text

@@ -122,6 +122,26 @@ class Checkpointer:
         log.info("Restored checkpoint %s", where)
         return state, data
 
+    def read_config(self, step: int) -> dict:
+        """The run config saved with ``step`` (``CheckpointError`` if it cannot be read)."""
+        where = f"{self.directory}/{step}"
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
+            raise CheckpointError(f"Checkpoint {where} is corrupt or unreadable ({type(e).__name__}: {_short(e)}).") from e
+
+    def restore_saved_state(self, step: int) -> dict:
+        """The saved train state at ``step`` as nested dicts of arrays, without a target structure
+        (enough to evaluate a model without rebuilding its optimiser)."""
+        where = f"{self.directory}/{step}"
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(
+                f"Checkpoint {where} is corrupt, truncated or unreadable ({type(e).__name__}: {_short(e)}); "
+                f"delete {where} or evaluate another step."
+            ) from e
+
     def wait(self) -> None:
         """Blocks until pending async saves are committed."""
         self._manager.wait_until_finished()

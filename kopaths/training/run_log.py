@@ -10,6 +10,8 @@ from typing import Any, Mapping
 import jax
 import tqdm
 
+from kopaths.io import atomic_write_text
+
 __all__ = ["MetricWriter", "read_metrics", "ProgressBar"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -20,8 +22,18 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
     path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return []
+    records = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:  # only the unterminated last line may be cut by a kill
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON; the metric log is corrupt.") from None
+    return records
 
 
 class MetricWriter:
@@ -36,10 +48,7 @@ class MetricWriter:
         self.path = os.path.join(workdir, METRICS_FILE)
         if self.enabled:
             kept = [r for r in read_metrics(workdir) if r.get("step", 0) <= start_step]
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Appends ``{"step": step, "time": ..., **metrics}``."""

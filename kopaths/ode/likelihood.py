@@ -37,13 +37,13 @@ import dataclasses
 import math
 from typing import Any, Callable, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from kopaths.normalization import AffineStats
-from kopaths.sampling import VelocityFn, per_example_map, place_on_mesh, solve_one_adaptive
+from kopaths.ode._core import ADAPTIVE_SOLVERS, integrate
+from kopaths.ode.sampling import VelocityFn
 
 __all__ = [
     "LikelihoodResult",
@@ -131,32 +131,22 @@ def _draw_probes(key, shape, num_probes: int, kind: str, dtype) -> jax.Array:
     raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {kind!r}.")
 
 
-@eqx.filter_jit
-def _log_prob(velocity_fn, x, probes, method, rtol, atol, t_data, t_noise, max_steps, mesh):
-    hutch = probes is not None
+def _exact_field(velocity_fn, t, state, _):
+    x, _ = state
 
-    def one(vf, x_i, *maybe_probes):
-        def f_at(t):
-            return lambda y: vf(t, y[None])[0]
+    def one(x_i):
+        return exact_divergence(lambda y: velocity_fn(t, y[None])[0], x_i)
 
-        def field(t, state, probes_i=None):
-            y, _ = state
-            if hutch:
-                v, div = hutchinson_divergence(f_at(t), y, probes_i)
-            else:
-                v, div = exact_divergence(f_at(t), y)
-            return v, div
+    return jax.vmap(one)(x)
 
-        y0 = (x_i, jnp.zeros((), x_i.dtype))
-        (xn, delta), nfe, ok = solve_one_adaptive(
-            field, y0, method=method, rtol=rtol, atol=atol, t0=t_data, t1=t_noise, max_steps=max_steps,
-            args=maybe_probes[0] if hutch else None,
-        )
-        return xn, delta, nfe, ok
 
-    inputs = (x, probes) if hutch else (x,)
-    xn, delta, nfe, ok = per_example_map(one, velocity_fn, inputs, mesh)
-    return standard_normal_log_prob(xn) + delta, nfe, ok
+def _hutchinson_field(velocity_fn, t, state, probes):
+    x, _ = state
+
+    def one(x_i, p_i):
+        return hutchinson_divergence(lambda y: velocity_fn(t, y[None])[0], x_i, p_i)
+
+    return jax.vmap(one)(x, probes)
 
 
 def log_prob(
@@ -200,11 +190,13 @@ def log_prob(
         probes = _draw_probes(key, x.shape, n, probe, x.dtype)
     else:
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}.")
-    (velocity_fn, x, probes), mesh = place_on_mesh((velocity_fn, x, probes), mesh)
-    lp, nfe, ok = _log_prob(
-        velocity_fn, x, probes, method, float(rtol), float(atol), float(t_data), float(t_noise), int(max_steps), mesh
-    )
-    return LikelihoodResult(lp, nfe, ok, n)
+    if method not in ADAPTIVE_SOLVERS:
+        raise ValueError(f"Unknown adaptive method {method!r}; choose one of {sorted(ADAPTIVE_SOLVERS)}.")
+    field = _hutchinson_field if probes is not None else _exact_field
+    (xn, delta), nfe, ok = integrate(field, velocity_fn, (x, jnp.zeros((x.shape[0],), x.dtype)), args=probes,
+                                     method=method, rtol=rtol, atol=atol, t0=t_data, t1=t_noise, max_steps=max_steps,
+                                     mesh=mesh)
+    return LikelihoodResult(standard_normal_log_prob(xn) + delta, nfe, ok, n)
 
 
 def bits_per_dim(

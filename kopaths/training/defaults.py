@@ -1,35 +1,17 @@
-"""Shared pieces of the experiment configs in ``experiments/configs``."""
+"""The trainer's config schema and its defaults (no machine-tuned sizes: those live in ``experiments/configs``)."""
 
 from __future__ import annotations
 
 import ml_collections
 
 from kopaths.schedules import PATHS as PATH_REGISTRY
+from kopaths.ko import DEFAULT_KO_REFERENCE, DEFAULT_KO_VARIANT
 from kopaths.schedules import path_spec
 
-__all__ = ["PATHS", "parse_config_arg", "base_config", "path_config", "data_config"]
+__all__ = ["PATHS", "base_config", "path_config", "data_config"]
 
 #: Paths the experiment configs train on (``--config file.py:<path>``): the whole registry.
 PATHS = tuple(PATH_REGISTRY)
-#: The KO variant configs train on unless told otherwise (see the README's evidence).
-DEFAULT_KO_VARIANT = "bounded"
-
-
-def parse_config_arg(
-    arg: str | None, default_path: str = "cond_ot", variants: tuple[str, ...] = ("runlocal",)
-) -> tuple[str, str | None]:
-    """Parses ``"<path>[,<variant>]"`` (as in ``--config file.py:ko,runlocal``).
-
-    Returns ``(path, variant)``; ``variant`` is one of ``variants`` or ``None``.
-    """
-    parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-    chosen = [p for p in parts if p in variants]
-    names = [p for p in parts if p not in variants]
-    if len(names) > 1 or len(chosen) > 1 or (names and names[0] not in PATHS):
-        raise ValueError(
-            f"Config arg {arg!r}: expected '<path>[,<variant>]' with path in {PATHS} and variant in {variants}."
-        )
-    return (names[0] if names else default_path), (chosen[0] if chosen else None)
 
 
 def path_config(name: str) -> ml_collections.ConfigDict:
@@ -37,7 +19,7 @@ def path_config(name: str) -> ml_collections.ConfigDict:
 
     For ``"ko"``: ``ko_variant`` (``exact``, ``bounded`` or ``parametric``, see
     :data:`kopaths.ko.KO_VARIANTS`), ``schedule_file`` (a saved KO schedule to train on; empty:
-    solve it once from the data, see :func:`kopaths.training.schedule_setup.build_schedule`),
+    solve it once from the data, see :func:`kopaths.training.schedule.build_schedule`),
     and the estimator sizes ``ko_num_noise``, ``ko_num_snr`` and ``ko_num_data`` (None: all training
     examples), which match the main job's ``separation`` defaults.
     """
@@ -56,11 +38,9 @@ def path_config(name: str) -> ml_collections.ConfigDict:
 
 
 def data_config(name: str) -> ml_collections.ConfigDict:
-    """The data module's default config for ``name`` (a bare ``name`` field if it is absent)."""
-    try:
-        from kopaths.data import default_data_config  # noqa: PLC0415
-    except ImportError:
-        return ml_collections.ConfigDict(dict(name=name))
+    """The data module's default config for ``name``."""
+    from kopaths.data import default_data_config  # noqa: PLC0415
+
     return default_data_config(name)
 
 
@@ -86,7 +66,8 @@ def base_config(path: str) -> ml_collections.ConfigDict:
     c.path = path_config(path)
     # VP's d_sigma diverges at t = 1, so its training times stop just short of it.
     c.time_sampling = ml_collections.ConfigDict(
-        dict(name="uniform", t_min=0.0, t_max=path_spec(path).t_max, loc=0.0, scale=1.0, reference="")
+        dict(name="uniform", t_min=0.0, t_max=path_spec(path).t_max, loc=0.0, scale=1.0,
+             reference=DEFAULT_KO_REFERENCE if path_spec(path).name == "ko" else "")
     )
     c.optim = ml_collections.ConfigDict(dict(
         name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, warmup_steps=1000,

@@ -1,5 +1,5 @@
-"""The training path (schedule) of a config. A KO path is never re-solved silently: it comes from
-``path.schedule_file``, from the run's own saved schedule, or, the first time, from the single
+"""The schedule a training run trains on. A KO path is never re-solved silently: it comes from the
+run's own saved schedule, from ``path.schedule_file``, or, the first time, from the single
 producer :func:`kopaths.ko.solve_ko_from_data` on all of the training data."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jax
 
 from kopaths.io import atomic_copy
 from kopaths.schedules import Schedule, path_spec
-from kopaths.training.data import separation_data
+from kopaths.data import load_normalized
 
 __all__ = ["KO_SCHEDULE_FILE", "build_schedule"]
 
@@ -58,7 +58,7 @@ def build_schedule(path_cfg: Mapping[str, Any], *, workdir: str, data_cfg, seed:
     if os.path.exists(own):
         log.info("Loading KO schedule from %s", own)
         return ko.load_ko_schedule(own)
-    x = separation_data(data_cfg, path_cfg.get("ko_num_data"))
+    x = load_normalized(data_cfg, path_cfg.get("ko_num_data"))
     solution = ko.solve_ko_from_data(
         x, key=jax.random.key(seed), num_noise=int(path_cfg.get("ko_num_noise", 2048)),
         num_snr=int(path_cfg.get("ko_num_snr", 256)), sigma_min=float(path_cfg.get("sigma_min", 0.0)),

@@ -12,20 +12,19 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kopaths.io import atomic_path  # noqa: E402
+from kopaths.io import save_figure  # noqa: E402
 from kopaths.lambda_fit import LambdaFit  # noqa: E402
 from kopaths.schedules import Schedule  # noqa: E402
 from kopaths.separation import LambdaEstimate  # noqa: E402
 
-__all__ = ["plot_lambda", "plot_schedules", "plot_energies", "plot_sample_grids", "plot_nfe_quality", "plot_diagnostics"]
+__all__ = [
+    "plot_lambda", "plot_schedules", "plot_energies", "plot_sample_grids", "plot_nfe_quality", "plot_diagnostics",
+    "plot_point_clouds",
+]
 
 
 def _save(fig, path: str) -> str:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_lambda(path: str, estimates: Mapping[str, tuple[LambdaEstimate | None, LambdaFit]]) -> str:
@@ -122,4 +121,19 @@ def plot_diagnostics(path: str, diagnostics: Mapping[str, "ScheduleDiagnostics"]
             ax.plot(ell, w, color=f"C{i}", label=name)
         ax.set(yscale="log", xlabel=r"log-snr $\ell$", title=r"loss weight per log-snr $p(\ell)W(\ell)$")
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_point_clouds(path: str, clouds: Mapping[str, Mapping[int, np.ndarray]], reference: np.ndarray) -> str:
+    """2-D samples: one row per name, one panel per NFE, and the reference points in the last column."""
+    names = list(clouds)
+    nfes = list(next(iter(clouds.values())))
+    fig, axes = plt.subplots(len(names), len(nfes) + 1, figsize=(2.6 * (len(nfes) + 1), 2.6 * len(names)), squeeze=False)
+    lim = float(np.abs(reference).max()) * 1.1
+    for i, name in enumerate(names):
+        panels = [(f"{name}, NFE={n}", clouds[name][n], "k") for n in nfes] + [("held-out data", reference, "tab:blue")]
+        for ax, (title, points, color) in zip(axes[i], panels):
+            ax.scatter(points[:, 0], points[:, 1], s=0.5, alpha=0.5, color=color, rasterized=True)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
+            ax.set_title(title, fontsize=8)
     return _save(fig, path)

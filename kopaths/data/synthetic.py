@@ -1,13 +1,10 @@
-"""Data adapter: the project's data module, plus a tiny in-memory "synthetic" source for tests.
+"""A tiny in-memory "synthetic" data source, for tests and smoke runs.
 
 ``data_cfg.name == "synthetic"`` (with ``shape`` and ``num_examples``) or ``"synthetic:<dataset>"``
 (shaped like ``<dataset>``, e.g. ``--config.data.name=synthetic:fashion_mnist``) selects random
-clustered points held in memory, which needs no prepared dataset.
-
-Both follow the same protocol: ``make_train_iterator(data_cfg, seed=..., global_batch_size=...,
-start_step=..., process_index=..., process_count=...)`` returns an iterator of
-``{"x": float32 array (local_batch, *element_shape)}`` with ``get_state``/``set_state``,
-``element_shape`` and ``step``; ``load_array(data_cfg, max_examples)`` returns normalised data.
+clustered points held in memory, which needs no prepared dataset. :class:`SyntheticIterator`
+follows the protocol of :class:`kopaths.data.iterator.TrainIterator` (batch ``s`` a pure function of
+``(seed, s)``, ``get_state``/``set_state``, ``element_shape``, ``step``).
 """
 
 from __future__ import annotations
@@ -18,15 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-__all__ = [
-    "SYNTHETIC_SHAPES",
-    "SyntheticIterator",
-    "is_synthetic",
-    "make_train_iterator",
-    "load_train_array",
-    "separation_data",
-    "synthetic_data_config",
-]
+__all__ = ["SYNTHETIC_SHAPES", "SyntheticIterator", "is_synthetic", "synthetic_array", "synthetic_data_config"]
 
 
 #: Example shapes of ``"synthetic:<name>"`` stand-ins for real datasets.
@@ -43,7 +32,8 @@ def synthetic_data_config(shape=(2,), num_examples: int = 256) -> ml_collections
     return ml_collections.ConfigDict(dict(name="synthetic", shape=tuple(shape), num_examples=num_examples, data_seed=0))
 
 
-def _synthetic_array(cfg) -> np.ndarray:
+def synthetic_array(cfg) -> np.ndarray:
+    """The fixed normalised points of a synthetic config."""
     rng = np.random.default_rng(int(cfg.get("data_seed", 0)))
     like = str(cfg.name).split(":", 1)[1] if ":" in str(cfg.name) else None
     if cfg.get("shape") is not None:
@@ -67,7 +57,7 @@ class SyntheticIterator:
 
     def __init__(self, data_cfg, *, seed: int, global_batch_size: int, start_step: int = 0,
                  process_index: int | None = None, process_count: int | None = None):
-        self.data = _synthetic_array(data_cfg)
+        self.data = synthetic_array(data_cfg)
         self.seed = int(seed)
         self.global_batch_size = int(global_batch_size)
         self.process_index = jax.process_index() if process_index is None else process_index
@@ -96,40 +86,3 @@ class SyntheticIterator:
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores a position from :meth:`get_state`."""
         self.step = int(state["step"])
-
-
-def make_train_iterator(data_cfg, *, seed: int, global_batch_size: int, start_step: int = 0,
-                        process_index: int | None = None, process_count: int | None = None):
-    """Dispatches to the synthetic source or to :func:`kopaths.data.make_train_iterator`."""
-    kw = dict(seed=seed, global_batch_size=global_batch_size, start_step=start_step,
-              process_index=process_index, process_count=process_count)
-    if is_synthetic(data_cfg):
-        return SyntheticIterator(data_cfg, **kw)
-    from kopaths.data import make_train_iterator as real  # noqa: PLC0415 - optional heavy import
-
-    return real(data_cfg, **kw)
-
-
-def load_train_array(data_cfg, max_examples: int | None = None) -> np.ndarray:
-    """Normalised training examples ``(n, *element_shape)`` (for estimating lambda-hat)."""
-    if is_synthetic(data_cfg):
-        return _synthetic_array(data_cfg)[:max_examples]
-    from kopaths.data import load_array  # noqa: PLC0415
-
-    x, _ = load_array(data_cfg, split=data_cfg.get("split", "train"), max_examples=max_examples)
-    return np.asarray(x, np.float32)
-
-
-def separation_data(data_cfg, num_data: int | None = None) -> np.ndarray:
-    """The first ``num_data`` (default: all) training examples, normalised exactly to zero mean and unit
-    second moment: the data every lambda-hat of a config is estimated on (main job and trainer alike)."""
-    from kopaths.normalization import normalize  # noqa: PLC0415
-
-    if not is_synthetic(data_cfg):
-        from kopaths.data import prepare_dataset  # noqa: PLC0415
-        from kopaths.data.config import LOCAL_DATASETS  # noqa: PLC0415
-
-        if data_cfg.name in LOCAL_DATASETS:
-            prepare_dataset(data_cfg)
-    x = load_train_array(data_cfg, max_examples=num_data)
-    return normalize(x, name=str(data_cfg.name))[0]

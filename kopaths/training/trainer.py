@@ -1,12 +1,13 @@
-"""Flow-matching training on any Gaussian path, sharded over a config-defined device mesh.
+"""The trainer: flow matching on any Gaussian path, sharded over a config-defined device mesh.
 
-Usage::
+:func:`train` is a library function (the CLI's ``kopaths train`` calls it)::
 
-    python -m kopaths.train --config experiments/configs/fmnist_unet.py:ko --workdir /tmp/fm_ko
+    kopaths train --config experiments/configs/fmnist_unet.py:ko --workdir /tmp/fm_ko
 
-The same command runs on 1 CPU, 1 GPU, several GPUs or every host of a TPU pod (see
-``scripts/train_multihost.sh``). Re-running it on the same ``--workdir`` resumes exactly from
-the last checkpoint. Ctrl-C saves a checkpoint and exits.
+The same call runs on 1 CPU, 1 GPU, several GPUs or every host of a TPU pod (see
+``scripts/train_multihost.sh``): one jitted step over a ``Mesh`` with ``NamedSharding`` batches.
+Re-running on the same workdir resumes exactly from the last checkpoint; SIGINT/SIGTERM save a
+checkpoint and stop.
 """
 
 from __future__ import annotations
@@ -17,51 +18,52 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import app, flags
-from ml_collections import config_flags
 
+from kopaths.data import make_train_iterator
+from kopaths.io import atomic_write_text
 from kopaths.models import build_model, count_params
 from kopaths.objective import flow_matching_loss, make_time_sampler
 from kopaths.training import sharding as shd
 from kopaths.training.checkpointing import Checkpointer
-from kopaths.training.data import make_train_iterator
-from kopaths.training.metrics import MetricWriter, ProgressBar
 from kopaths.training.optim import ema_update, make_optimizer
-from kopaths.training.schedule_setup import build_schedule
+from kopaths.training.run_log import MetricWriter, ProgressBar
+from kopaths.training.schedule import build_schedule
 from kopaths.training.state import TrainState, init_train_state
 
 DATA_STATS_FILE = "data_stats.json"
 
-__all__ = ["DATA_STATS_FILE", "TrainResult", "train_and_evaluate", "make_train_step", "main"]
+__all__ = ["DATA_STATS_FILE", "TrainResult", "train", "make_train_step"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a call of :func:`train_and_evaluate` ends with."""
+    """What a call of :func:`train` ends with."""
 
     state: TrainState
     step: int
     interrupted: bool
 
 
-def make_train_step(model, schedule, tx, lr_fn, config: ml_collections.ConfigDict, train_key: jax.Array):
+def make_train_step(model, schedule, tx, lr_fn, config: Mapping[str, Any], train_key: jax.Array):
     """Returns ``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 
-    All randomness of step ``s`` comes from ``fold_in(train_key, s)``, so a resumed run draws
-    exactly the numbers an uninterrupted run would.
+    ``config`` needs ``time_sampling`` and ``optim`` (EMA settings). All randomness of step ``s``
+    comes from ``fold_in(train_key, s)``, so a resumed run draws exactly the numbers an
+    uninterrupted run would.
     """
-    sampler = make_time_sampler(config.time_sampling, schedule)
-    ema_decay = float(config.optim.get("ema_decay", 0.9999))
-    ema_warmup = bool(config.optim.get("ema_warmup", False))
+    sampler = make_time_sampler(dict(config["time_sampling"]), schedule)
+    optim = dict(config["optim"])
+    ema_decay = float(optim.get("ema_decay", 0.9999))
+    ema_warmup = bool(optim.get("ema_warmup", False))
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         key = jax.random.fold_in(train_key, state.step)
@@ -115,16 +117,10 @@ def _save_data_stats(data_iter, workdir: str) -> None:
     path = os.path.join(workdir, DATA_STATS_FILE)
     if stats is None or jax.process_index() != 0 or os.path.exists(path):
         return
-    with open(path + ".tmp", "w") as f:
-        f.write(stats.to_json())
-    os.replace(path + ".tmp", path)
+    atomic_write_text(path, stats.to_json())
 
 
-def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return config.to_dict()
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> TrainResult:
+def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> TrainResult:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     Args:
@@ -137,15 +133,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
       :class:`TrainResult` with the final state.
     """
     os.makedirs(workdir, exist_ok=True)
-    total_steps = int(config.total_steps)
-    mesh = shd.make_mesh(config.mesh)
-    if config.global_batch_size % mesh.size:
-        raise ValueError(f"global_batch_size={config.global_batch_size} is not divisible by {mesh.size} devices.")
+    # The config is read here, once; the parts below get plain values (the config is the application's).
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    total_steps = int(cfg["total_steps"])
+    mesh = shd.make_mesh(cfg["mesh"])
+    if cfg["global_batch_size"] % mesh.size:
+        raise ValueError(f"global_batch_size={cfg['global_batch_size']} is not divisible by {mesh.size} devices.")
     log.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size, jax.process_count())
 
-    ckpt_cfg = config.checkpoint
+    ckpt_cfg = cfg["checkpoint"]
     checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=int(ckpt_cfg.max_to_keep),
+        os.path.join(workdir, "checkpoints"), max_to_keep=int(ckpt_cfg["max_to_keep"]),
         async_save=bool(ckpt_cfg.get("async_save", True)),
     )
     bar = None
@@ -153,32 +151,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
         start_step = checkpointer.latest_step() or 0
 
         data_iter = make_train_iterator(
-            config.data, seed=int(config.seed), global_batch_size=int(config.global_batch_size), start_step=start_step,
+            cfg["data"], seed=int(cfg["seed"]), global_batch_size=int(cfg["global_batch_size"]), start_step=start_step,
         )
-        model = build_model(config.model)
-        tx, lr_fn = make_optimizer(config.optim, total_steps)
-        root = jax.random.key(int(config.seed))
+        model = build_model(cfg["model"])
+        tx, lr_fn = make_optimizer(cfg["optim"], total_steps)
+        root = jax.random.key(int(cfg["seed"]))
         init_key, train_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
         example = jnp.zeros((1, *data_iter.element_shape), jnp.float32)
         init_fn = functools.partial(init_train_state, model, tx, example)
         abstract = jax.eval_shape(init_fn, init_key)
-        shardings = shd.state_shardings(abstract, mesh, min_size=int(config.get("fsdp_min_size", 2**14)))
+        shardings = shd.state_shardings(abstract, mesh, min_size=int(cfg.get("fsdp_min_size", 2**14)))
         num_split = sum(not s.is_fully_replicated for s in jax.tree.leaves(shardings.params))
         log.info("Parameters: %d of %d arrays split over the fsdp axis", num_split, len(jax.tree.leaves(shardings.params)))
-        cfg_dict = _config_dict(config)
 
         if start_step:
             abstract_sharded = jax.tree.map(
                 lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
             )
-            state, data_state = checkpointer.restore(start_step, abstract_sharded, cfg_dict)
+            state, data_state = checkpointer.restore(start_step, abstract_sharded, cfg)
             data_iter.set_state(data_state)
         else:
             state = jax.jit(init_fn, out_shardings=shardings)(init_key)
-        log.info("Model %s: %d parameters; starting at step %d", config.model.name, count_params(state.params), start_step)
+        log.info("Model %s: %d parameters; starting at step %d", cfg["model"]["name"], count_params(state.params), start_step)
 
-        schedule = build_schedule(config.path, workdir=workdir, data_cfg=config.data, seed=int(config.seed))
-        step_fn = make_train_step(model, schedule, tx, lr_fn, config, train_key)
+        schedule = build_schedule(cfg["path"], workdir=workdir, data_cfg=cfg["data"], seed=int(cfg["seed"]))
+        step_fn = make_train_step(model, schedule, tx, lr_fn, cfg, train_key)
         batch_sharding = shd.batch_sharding(mesh)
         train_step = jax.jit(
             step_fn, in_shardings=(shardings, batch_sharding), out_shardings=(shardings, shd.replicated(mesh)),
@@ -187,8 +184,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
 
         _save_data_stats(data_iter, workdir)
         writer = MetricWriter(workdir, start_step)
-        bar = ProgressBar(total_steps, start_step, enabled=bool(config.get("progress_bar", True)))
-        log_every, ckpt_every = int(config.log_every_steps), int(ckpt_cfg.every_steps)
+        bar = ProgressBar(total_steps, start_step, enabled=bool(cfg.get("progress_bar", True)))
+        log_every, ckpt_every = int(cfg["log_every_steps"]), int(ckpt_cfg["every_steps"])
         end_step = total_steps if stop_at_step is None else min(total_steps, int(stop_at_step))
         step, interrupted, last_time, last_step = start_step, False, time.perf_counter(), start_step
         last_saved = start_step
@@ -196,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
         def save() -> None:
             nonlocal last_saved
             if step != last_saved:
-                checkpointer.save(step, state, data_iter.get_state(), cfg_dict, force=True)
+                checkpointer.save(step, state, data_iter.get_state(), cfg, force=True)
                 last_saved = step
 
         with _StopFlag() as stop:
@@ -229,27 +226,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_
         checkpointer.close()
     log.info("Stopped at step %d%s", step, " (interrupted)" if interrupted else "")
     return TrainResult(state=state, step=step, interrupted=interrupted)
-
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (experiments/configs/*.py[:arg]).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the KO schedule.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-process runs.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Force jax.distributed.initialize() (auto-detected cluster).")
-
-
-def main(argv) -> None:
-    """absl entry point: ``python -m kopaths.train --config ... --workdir ...``."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required.")
-    shd.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO through absl
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
-if __name__ == "__main__":
-    app.run(main)

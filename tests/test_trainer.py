@@ -1,7 +1,4 @@
-"""Loss, optimiser, overfitting, exact resume and checkpoint errors (CPU, tiny MLP)."""
-
-import os
-import shutil
+"""The trainer: loss, optimiser, overfitting and exact resume (CPU, tiny MLP)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,12 +6,11 @@ import numpy as np
 import pytest
 
 from kopaths.schedules import CondOTSchedule, CosineSchedule
-from kopaths.train import train_and_evaluate
-from kopaths.training.checkpointing import CheckpointError, IncompatibleCheckpointError
+from kopaths.training.trainer import train
 from kopaths.objective import flow_matching_loss, make_time_sampler
-from kopaths.training.metrics import read_metrics
+from kopaths.training.run_log import read_metrics
 from kopaths.training.optim import ema_update, make_lr_schedule
-from kopaths.training.testing import tiny_config
+from experiments.configs.tiny import tiny_config
 
 
 def _losses(workdir):
@@ -62,7 +58,7 @@ def test_overfits_a_tiny_dataset(tmp_path):
     c.time_sampling.t_max = 0.9
     c.log_every_steps = 10
     c.checkpoint.every_steps = 1000
-    train_and_evaluate(c, str(tmp_path))
+    train(c, str(tmp_path))
     losses = [loss for _, loss in _losses(str(tmp_path))]
     assert np.mean(losses[-5:]) < 0.1 * losses[0], losses
 
@@ -73,66 +69,11 @@ def _assert_trees_equal(a, b):
 
 def test_exact_resume_matches_uninterrupted_run(tmp_path):
     c = tiny_config("mlp", steps=7)
-    full = train_and_evaluate(c, str(tmp_path / "full"))
-    first = train_and_evaluate(c, str(tmp_path / "resumed"), stop_at_step=3)
+    full = train(c, str(tmp_path / "full"))
+    first = train(c, str(tmp_path / "resumed"), stop_at_step=3)
     assert first.step == 3 and first.interrupted is False
-    resumed = train_and_evaluate(c, str(tmp_path / "resumed"))
+    resumed = train(c, str(tmp_path / "resumed"))
     assert resumed.step == full.step == 7
     _assert_trees_equal(full.state, resumed.state)
     assert _losses(str(tmp_path / "full")) == _losses(str(tmp_path / "resumed"))
     assert len(_losses(str(tmp_path / "full"))) == 7
-
-
-@pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("ckpt") / "run")
-    train_and_evaluate(tiny_config("mlp", steps=4), workdir)
-    return workdir
-
-
-def _copy(src, tmp_path):
-    dst = str(tmp_path / "run")
-    shutil.copytree(src, dst)
-    return dst
-
-
-def test_resume_of_finished_run_is_a_no_op(trained_workdir, tmp_path):
-    workdir = _copy(trained_workdir, tmp_path)
-    result = train_and_evaluate(tiny_config("mlp", steps=4), workdir)
-    assert result.step == 4 and len(_losses(workdir)) == 4
-
-
-def test_changed_model_config_gives_incompatible_error(trained_workdir, tmp_path):
-    workdir = _copy(trained_workdir, tmp_path)
-    c = tiny_config("mlp", steps=6)
-    c.model.hidden_sizes = (64, 32)
-    with pytest.raises(IncompatibleCheckpointError, match="config.model.*fresh --workdir"):
-        train_and_evaluate(c, workdir)
-
-
-def _damage(step_dir, damage):
-    if damage == "garbage_config":
-        paths, mode = [os.path.join(step_dir, "config", "metadata")], "garbage"
-    else:  # the array chunks of the OCDBT store
-        paths = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, "state"))
-                 for f in fs if os.path.basename(r) == "d"]
-        mode = damage
-    assert paths
-    for path in paths:
-        if mode == "delete":
-            os.remove(path)
-            continue
-        size = os.path.getsize(path)
-        with open(path, "r+b") as f:
-            if mode == "truncate":
-                f.truncate(size // 2)
-            else:
-                f.write(b"\x00garbage{" * (size // 10 + 1))
-
-
-@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage_config"])
-def test_corrupt_checkpoint_gives_clean_error(trained_workdir, tmp_path, damage):
-    workdir = _copy(trained_workdir, tmp_path)
-    _damage(os.path.join(workdir, "checkpoints", "4"), damage)
-    with pytest.raises(CheckpointError, match=r"checkpoints/4 is corrupt.*delete .*checkpoints/4.*fresh --workdir"):
-        train_and_evaluate(tiny_config("mlp", steps=6), workdir)

@@ -17,13 +17,14 @@ import grain
 import ml_collections
 import numpy as np
 
-from kopaths.data.config import validate_data_config
-from kopaths.data.sources import SplitSource, open_split
+from kopaths.data.config import LOCAL_DATASETS, DataOptions, as_options
+from kopaths.data.sources import SplitSource, open_split, prepare_dataset
 from kopaths.data.stats import affine_stats, split_moments
+from kopaths.data.synthetic import SyntheticIterator, is_synthetic, synthetic_array
 from kopaths.data.transforms import Dequantization
-from kopaths.normalization import AffineStats
+from kopaths.normalization import AffineStats, normalize
 
-__all__ = ["DataSpec", "TrainIterator", "data_spec", "load_array", "make_train_iterator"]
+__all__ = ["DataSpec", "TrainIterator", "data_spec", "load_array", "load_normalized", "make_train_iterator"]
 
 _STATE_KEYS = ("name", "split", "resolution", "dequantize", "seed", "global_batch_size")
 
@@ -43,13 +44,13 @@ class DataSpec:
                 "dequantization": self.dequantization.to_dict(), "num_train_examples": self.num_train_examples}
 
 
-def _dequantization(data_cfg: ml_collections.ConfigDict, split: SplitSource) -> Dequantization:
+def _dequantization(data_cfg: DataOptions, split: SplitSource) -> Dequantization:
     if not split.discrete:
         return Dequantization("continuous", None)
     return Dequantization("uniform" if data_cfg.dequantize else "none", 256)
 
 
-def _spec_for(data_cfg: ml_collections.ConfigDict, split: SplitSource, split_name: str) -> DataSpec:
+def _spec_for(data_cfg: DataOptions, split: SplitSource, split_name: str) -> DataSpec:
     stats_split_name = data_cfg.get("stats_split") or "train"
     stats_split = split if stats_split_name == split_name else open_split(data_cfg, stats_split_name)
     moments = split_moments(stats_split, stats_split_name, data_cfg.get("resolution"))
@@ -57,8 +58,17 @@ def _spec_for(data_cfg: ml_collections.ConfigDict, split: SplitSource, split_nam
     return DataSpec(split.element_shape, affine_stats(moments, deq), deq, len(stats_split))
 
 
+def _synthetic_spec(data_cfg) -> DataSpec:
+    x = synthetic_array(data_cfg)
+    identity = AffineStats(np.zeros(x.shape[1:], np.float32), 1.0)
+    return DataSpec(tuple(x.shape[1:]), identity, Dequantization("continuous", None), len(x))
+
+
 def data_spec(data_cfg: ml_collections.ConfigDict) -> DataSpec:
     """Returns the :class:`DataSpec` of ``data_cfg`` (statistics from ``data_cfg.stats_split``, cached)."""
+    data_cfg = as_options(data_cfg)
+    if is_synthetic(data_cfg):
+        return _synthetic_spec(data_cfg)
     stats_split_name = data_cfg.get("stats_split") or "train"
     return _spec_for(data_cfg, open_split(data_cfg, stats_split_name), stats_split_name)
 
@@ -163,8 +173,12 @@ def make_train_iterator(data_cfg: ml_collections.ConfigDict, *, seed: int, globa
     ``process_index``/``process_count`` default to ``jax.process_index()``/``jax.process_count()``;
     ``global_batch_size`` must be divisible by ``process_count``. Raises
     :class:`~kopaths.data.errors.DataNotFoundError` with instructions if the data are missing.
+    Synthetic names (:mod:`kopaths.data.synthetic`) give a :class:`SyntheticIterator`.
     """
-    validate_data_config(data_cfg)
+    data_cfg = as_options(data_cfg)
+    if is_synthetic(data_cfg):
+        return SyntheticIterator(data_cfg, seed=seed, global_batch_size=global_batch_size, start_step=start_step,
+                                 process_index=process_index, process_count=process_count)
     shuffle_seed, noise_seed = _seeds(seed)
     process_index, process_count = _process_layout(process_index, process_count)
     if global_batch_size < 1 or global_batch_size % process_count:
@@ -196,8 +210,12 @@ def load_array(data_cfg: ml_collections.ConfigDict, split: str | None = None,
     statistics as :func:`make_train_iterator`. 8-bit data are taken at bin centres ``y + 1/2``
     (no noise), so with ``dequantize=True`` ``mean ||x||^2 / d`` is ``1 - 1/(12 scale^2)``, just
     below 1. The stored order is a fixed pseudo-random permutation (TFDS shuffles at write time),
-    so a prefix is a deterministic random subset.
+    so a prefix is a deterministic random subset. Synthetic data come with the identity map.
     """
+    data_cfg = as_options(data_cfg)
+    if is_synthetic(data_cfg):
+        spec = _synthetic_spec(data_cfg)
+        return synthetic_array(data_cfg)[:max_examples], spec.stats
     split_name = split or data_cfg.split
     source = open_split(data_cfg, split_name)
     spec = _spec_for(data_cfg, source, split_name)
@@ -211,3 +229,14 @@ def load_array(data_cfg: ml_collections.ConfigDict, split: str | None = None,
         v = _add_half(y) if source.discrete else y.astype(np.float32)
         out[start:stop] = spec.stats.apply(v)
     return out, spec.stats
+
+
+def load_normalized(data_cfg: ml_collections.ConfigDict, num_examples: int | None = None) -> np.ndarray:
+    """The first ``num_examples`` (default: all) training examples, normalised *exactly* to zero mean and
+    unit second moment (prepared on first use): the data every lambda-hat of a config is estimated on,
+    by the main job and by the trainer alike."""
+    data_cfg = as_options(data_cfg)
+    if not is_synthetic(data_cfg) and data_cfg.name in LOCAL_DATASETS:
+        prepare_dataset(data_cfg)
+    x, _ = load_array(data_cfg, split=data_cfg.get("split", "train"), max_examples=num_examples)
+    return normalize(np.asarray(x, np.float32), name=str(data_cfg.name))[0]

@@ -1,20 +1,14 @@
-"""End-to-end tests of the main job through the CLI, on tiny generated Fashion-MNIST-style data."""
+"""The main job's stages end to end through the CLI, on tiny generated Fashion-MNIST-style data."""
 
-import gzip
 import json
 import os
-import struct
 
 import numpy as np
 import pytest
 
+from _fields import write_idx
+
 from kopaths import cli
-
-
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +19,24 @@ def tiny_args(tmp_path_factory):
     for split, n in (("train", 200), ("t10k", 50)):
         base = rng.uniform(0, 255, size=(n, 7, 7))
         images = np.kron(base, np.ones((4, 4))).astype(np.uint8)  # smooth-ish, well separated
-        _write_idx(src / f"{split}-images-idx3-ubyte.gz", images)
-        _write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+        write_idx(src / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(src / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
     data_dir = tmp_path_factory.mktemp("tfds")
     return [
-        "--set", f"data.source_path='{src}'", "--set", f"data.data_dir='{data_dir}'",
-        "--set", "separation.num_data=200", "--set", "separation.num_noise=64", "--set", "separation.num_snr=32",
-        "--set", "data.resolution=14", "--set", "train.enabled=False",
+        f"--config.data.source_path={src}", f"--config.data.data_dir={data_dir}",
+        "--config.separation.num_data=200", "--config.separation.num_noise=64", "--config.separation.num_snr=32",
+        "--config.data.resolution=14", "--config.train_paths=()",
     ]
 
 
 def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
     out = str(tmp_path / "full")
-    args = [a for a in tiny_args if a != "train.enabled=False"][:-1] + [
-        "--set", "data.resolution=7", "--set", "train.model.model_channels=8", "--set", "train.model.channel_mult=(1,)",
-        "--set", "train.model.attention_resolutions=()", "--set", "train.total_steps=4", "--set", "train.global_batch_size=8",
-        "--set", "train.checkpoint_every=2", "--set", "evaluate.num_samples=16", "--set", "evaluate.num_bpd=4",
-        "--set", "evaluate.euler_nfe=(2,4)", "--set", "evaluate.tol=0.01",
+    args = [a for a in tiny_args if a != "--config.train_paths=()"] + [
+        "--config.data.resolution=7", "--config.train.model.model_channels=8", "--config.train.model.channel_mult=(1,)",
+        "--config.train.model.attention_resolutions=()", "--config.train.total_steps=4",
+        "--config.train.global_batch_size=8", "--config.train.checkpoint.every_steps=2",
+        "--config.evaluate.num_samples=16", "--config.evaluate.num_bpd=4", "--config.evaluate.euler_nfe=(2,4)",
+        "--config.evaluate.tol=0.01",
     ]
     assert cli.main(["run", "--outdir", out, *args]) == 0
     report = open(os.path.join(out, "report.md")).read()
@@ -52,7 +47,7 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
     assert ko["path"] == "ko" and ko["nll"]["K"] == 1 and np.isfinite(ko["nll"]["bits_per_dim"])
     assert set(ko["sampled_along"]) == {"cond_ot", "ko"}  # every model is sampled along every trained path
     # a changed evaluation config is refused even though the earlier stages match
-    assert cli.main(["run", "--outdir", out, *args, "--set", "evaluate.num_samples=8"]) == 2
+    assert cli.main(["run", "--outdir", out, *args, "--config.evaluate.num_samples=8"]) == 2
     # the KO run trained on the pipeline's own KO schedule
     assert json.load(open(os.path.join(out, "train_ko", "ko_schedule.json")))["b"] == json.load(
         open(os.path.join(out, "ko_schedule.json")))["b"]
@@ -76,7 +71,7 @@ def test_main_job_writes_report_and_resumes(tmp_path, tiny_args, capsys):
     assert "reusing" in capsys.readouterr().out
     assert open(os.path.join(out, "lambda.json")).read() == before
     # a different config in the same folder is refused, and nothing is overwritten
-    assert cli.main(["run", "--outdir", out, *tiny_args, "--set", "separation.num_noise=32"]) == 2
+    assert cli.main(["run", "--outdir", out, *tiny_args, "--config.separation.num_noise=32"]) == 2
     assert "different" in capsys.readouterr().err
     assert open(os.path.join(out, "lambda.json")).read() == before
 
@@ -95,8 +90,8 @@ def test_same_seed_gives_bit_identical_results(tmp_path, tiny_args):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--set", "data.source_path='/nonexistent/folder'", "--set", "data.data_dir='/tmp/kopaths-empty-dir'"], "error"),
-        (["--set", "ko.sigma_min=1.5"], "sigma_min"),
+        (["--config.data.source_path=/nonexistent/folder", "--config.data.data_dir=/tmp/kopaths-empty-dir"], "error"),
+        (["--config.ko.sigma_min=1.5"], "sigma_min"),
         (["--config", "/nonexistent/config.py"], "does not exist"),
     ],
 )

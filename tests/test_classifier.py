@@ -1,4 +1,4 @@
-"""Tests for the classifier-feature FD and the evaluation entry point's pure pieces."""
+"""The classifier-feature FD, and trained models as velocity functions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kopaths import sampling as S
-from kopaths.evaluate import FlaxVelocity, _mean_over_steps
+from kopaths.ode import sampling as S
+from kopaths.evaluation.runs import FlaxVelocity
 from kopaths.evaluation import classifier as C
 
 
@@ -59,8 +59,3 @@ def test_flax_velocity_is_a_traced_pytree():
     # New parameters reuse the compiled program (params are traced leaves, not constants).
     v2 = FlaxVelocity(model, jax.tree_util.tree_map(lambda p: 0.0 * p, params))
     np.testing.assert_allclose(S.sample_fixed(v2, x0, method="euler", nfe=4).x, x0, atol=1e-6)
-
-
-def test_mean_over_steps():
-    recs = [{"step": 1, "a": {"x": 1.0, "name": "ko"}}, {"step": 3, "a": {"x": 3.0, "name": "ko"}}]
-    assert _mean_over_steps(recs) == {"step": 2.0, "a": {"x": 2.0, "name": "ko"}}
