@@ -97,6 +97,7 @@ def run_separation(cfg: ml_collections.ConfigDict, outdir: str, data: np.ndarray
         noise_chunk=sep.noise_chunk, data_chunk=sep.data_chunk, progress=True,
     )
     est.save(path)
+    est = LambdaEstimate.load(path)  # as a resumed run reads it
     _log(f"lambda-hat: {est.seconds:.1f} s (m2 = tr(C^2)/d = {est.m2:.2f}) -> {path}")
     return est
 
@@ -120,8 +121,10 @@ def run_solve(cfg: ml_collections.ConfigDict, outdir: str, est: LambdaEstimate) 
     variants = {}
     for variant in KO_VARIANTS:
         file = os.path.join(outdir, variant_file(variant))
-        variants[variant] = load_ko_schedule(file) if os.path.exists(file) else solve_ko_variant(lam, cfg.ko.sigma_min, variant)
-        variants[variant].save(file)
+        if not os.path.exists(file):
+            solve_ko_variant(lam, cfg.ko.sigma_min, variant).save(file)
+        # Later stages use the file, never the in-memory solve, so a resumed run computes the same.
+        variants[variant] = load_ko_schedule(file)
     report = {v: {k: getattr(s, k) for k in ("b", "energy", "max_speed", "gamma_floor", "method", "solve_seconds")}
               for v, s in variants.items()}
     report["chosen"] = chosen
