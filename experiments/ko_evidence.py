@@ -134,7 +134,7 @@ def run_setting(args, dataset: str, resolution: int) -> dict[str, Any]:
     data_cfg.resolution = None if resolution == 28 else resolution
     paths = solve_paths(data_cfg, os.path.join(out, "ko"), args)
     sampling = {p: paths[p] for p in args.sample}
-    score = feature_scorer(data_cfg, root, args)
+    score = None  # built on first use: an aggregate of finished evaluations needs no classifier
     shape = tuple(data_spec(data_cfg).element_shape)
     records = {}
     for seed in args.seeds:
@@ -146,6 +146,7 @@ def run_setting(args, dataset: str, resolution: int) -> dict[str, Any]:
                 continue
             if args.aggregate_only:
                 continue
+            score = score or feature_scorer(data_cfg, root, args)
             workdir = os.path.join(root, f"{variant}_seed{seed}")
             start = time.perf_counter()
             result = train(train_config(args, data_cfg, variant, seed, os.path.join(out, "ko")), workdir)

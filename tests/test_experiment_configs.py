@@ -55,6 +55,10 @@ def test_fmnist_cpu_variant_is_the_main_job_model_and_the_main_job_embeds_the_tr
     assert ko.path.name == "ko" and ko.path.ko_variant == main_job.ko.variant and ko.seed == main_job.seed
     assert ko.data.to_dict() == main_job.data.to_dict() and ko.path.ko_num_noise == main_job.separation.num_noise
     assert trainer_config(main_job, "vp", outdir="/nonexistent").time_sampling.t_max < 1.0
+    # KO trains on the bounded path with Cond-OT's snr density and weighting (the README's evidence)
+    ko = trainer_config(main_job, "ko", outdir="/nonexistent")
+    assert (ko.path.ko_variant, ko.time_sampling.reference) == ("bounded", "cond_ot")
+    assert trainer_config(main_job, "cond_ot", outdir="/nonexistent").time_sampling.reference == ""
     # Table 1 averages the last three checkpoints, all of them late in training.
     last3 = [c.total_steps - k * c.checkpoint.every_steps for k in range(3)]
     assert c.checkpoint.max_to_keep >= 3 and min(last3) >= 0.8 * c.total_steps

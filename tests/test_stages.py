@@ -45,7 +45,8 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
         assert os.path.exists(os.path.join(out, name)), name
     ko = json.load(open(os.path.join(out, "eval_ko.json")))
     assert ko["path"] == "ko" and ko["nll"]["K"] == 1 and np.isfinite(ko["nll"]["bits_per_dim"])
-    assert set(ko["sampled_along"]) == {"cond_ot", "ko"}  # every model is sampled along every trained path
+    # every model is sampled along every trained path, and along the parametric KO (evaluate.also_along_ko)
+    assert set(ko["sampled_along"]) == {"cond_ot", "ko", "ko_parametric"}
     # a changed evaluation config is refused even though the earlier stages match
     assert cli.main(["run", "--outdir", out, *args, "--config.evaluate.num_samples=8"]) == 2
     # the KO run trained on the pipeline's own KO schedule

@@ -67,12 +67,13 @@ def _assert_trees_equal(a, b):
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
-def test_exact_resume_matches_uninterrupted_run(tmp_path):
+def test_exact_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     c = tiny_config("mlp", steps=7)
     full = train(c, str(tmp_path / "full"))
-    first = train(c, str(tmp_path / "resumed"), stop_at_step=3)
+    monkeypatch.chdir(tmp_path)  # a relative workdir, as `kopaths run`'s default outputs/main gives
+    first = train(c, "resumed", stop_at_step=3)
     assert first.step == 3 and first.interrupted is False
-    resumed = train(c, str(tmp_path / "resumed"))
+    resumed = train(c, "resumed")
     assert resumed.step == full.step == 7
     _assert_trees_equal(full.state, resumed.state)
     assert _losses(str(tmp_path / "full")) == _losses(str(tmp_path / "resumed"))

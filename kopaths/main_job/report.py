@@ -120,6 +120,8 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
     from kopaths.evaluation.classifier import FD_LABEL
 
     def label(p: str) -> str:
+        if p.startswith("ko_"):  # a KO variant sampled along (``evaluate.also_along_ko``)
+            return f"KO ({p[3:]})"
         return f"KO ({cfg.ko.variant})" if p == "ko" else path_spec(p).label
 
     grids = {label(p): np.load(os.path.join(outdir, f"samples_{p}.npy")) for p in evals}
@@ -143,7 +145,7 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
             fd = " | ".join(f"{rec[f'euler_{n}'][FD_LABEL]:.2f}" for n in euler)
             rows.append(
                 f"| {label(p)} | {label(q)} | {fd} | {rec['dopri5'][FD_LABEL]:.2f} | {rec['dopri5']['nfe_mean']:.0f} | "
-                f"{rec['dopri5']['kinetic_energy']:.3f} | {nll if q == p else float('nan'):.3f} |"
+                f"{rec['dopri5']['kinetic_energy']:.3f} | {f'{nll:.3f}' if q == p else '–'} |"
             )
     nll_note = next((r["nll"] for r in evals.values() if "nll" in r), {})
     return [
@@ -151,7 +153,8 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
         f"U-Net ({tc.model.model_channels} channels, multipliers {tuple(tc.model.channel_mult)}) trained for "
         f"{tc.total_steps} steps at batch {tc.global_batch_size} on each path, EMA weights. These are short "
         "CPU runs that show the pipeline end to end, not converged models. Every model is also sampled along "
-        "the other path by the scale-time transform (same noise, same network).",
+        "the other trained paths, and along the KO variants of `evaluate.also_along_ko`, by the scale-time "
+        "transform (same noise, same network).",
         "",
         "![samples](samples.png)",
         "",

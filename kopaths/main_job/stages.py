@@ -39,6 +39,9 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     check_sigma_min(cfg.ko.sigma_min)
     if cfg.ko.variant not in KO_VARIANTS:
         raise ValueError(f"ko.variant must be one of {list(KO_VARIANTS)}, got {cfg.ko.variant!r}.")
+    for variant in cfg.evaluate.get("also_along_ko", ()):
+        if variant not in KO_VARIANTS:
+            raise ValueError(f"evaluate.also_along_ko entries must be in {list(KO_VARIANTS)}, got {variant!r}.")
     sep = cfg.separation
     for field, low in (("num_noise", 2), ("num_snr", 2), ("noise_chunk", 1), ("data_chunk", 1)):
         if field.endswith("chunk") and sep.get(field) is None:
@@ -107,6 +110,22 @@ def variant_file(variant: str) -> str:
     return f"ko_{variant}.json"
 
 
+def _solve_report(cfg: ml_collections.ConfigDict, lam: LambdaFit, variants: dict[str, KOSchedule]) -> dict[str, Any]:
+    report: dict[str, Any] = {v: {k: getattr(s, k) for k in ("b", "energy", "max_speed", "gamma_floor", "method",
+                                                             "solve_seconds")} for v, s in variants.items()}
+    report["chosen"] = cfg.ko.variant
+    if cfg.ko.check_shooting:
+        exact, shoot = variants["exact"], solve_ko(lam, cfg.ko.sigma_min, method="shooting")
+        t = jnp.linspace(0.0, 1.0, 1001)
+        a, b = exact(t), shoot(t)
+        report["shooting_check"] = dict(
+            closed_form_b=exact.b, shooting_b=shoot.b, shooting_seconds=shoot.solve_seconds,
+            max_abs_alpha_diff=float(jnp.max(jnp.abs(a.alpha - b.alpha))),
+            max_abs_sigma_diff=float(jnp.max(jnp.abs(a.sigma - b.sigma))),
+        )
+    return report
+
+
 def run_solve(cfg: ml_collections.ConfigDict, outdir: str, est: LambdaEstimate) -> tuple[LambdaFit, dict[str, KOSchedule]]:
     """Fits lambda and solves every KO variant (:data:`kopaths.ko.KO_VARIANTS`); the configured one
     (``cfg.ko.variant``, the one training uses) is also ``ko_schedule.json`` with its
@@ -125,19 +144,9 @@ def run_solve(cfg: ml_collections.ConfigDict, outdir: str, est: LambdaEstimate) 
             solve_ko_variant(lam, cfg.ko.sigma_min, variant).save(file)
         # Later stages use the file, never the in-memory solve, so a resumed run computes the same.
         variants[variant] = load_ko_schedule(file)
-    report = {v: {k: getattr(s, k) for k in ("b", "energy", "max_speed", "gamma_floor", "method", "solve_seconds")}
-              for v, s in variants.items()}
-    report["chosen"] = chosen
-    if cfg.ko.check_shooting:
-        exact, shoot = variants["exact"], solve_ko(lam, cfg.ko.sigma_min, method="shooting")
-        t = jnp.linspace(0.0, 1.0, 1001)
-        a, b = exact(t), shoot(t)
-        report["shooting_check"] = dict(
-            closed_form_b=exact.b, shooting_b=shoot.b, shooting_seconds=shoot.solve_seconds,
-            max_abs_alpha_diff=float(jnp.max(jnp.abs(a.alpha - b.alpha))),
-            max_abs_sigma_diff=float(jnp.max(jnp.abs(a.sigma - b.sigma))),
-        )
-    write_json(os.path.join(outdir, "ko_solve.json"), report)
+    solve_report = os.path.join(outdir, "ko_solve.json")
+    if not os.path.exists(solve_report):  # kept from an interrupted run: the solves it describes are kept too
+        write_json(solve_report, _solve_report(cfg, lam, variants))
     solution = KOSolution(est, lam, variants[chosen])
     write_json(os.path.join(outdir, "ko_diagnostics.json"), solution.diagnostics())
     variants[chosen].save(path)

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from kopaths.io import atomic_write_text, save_npy
-from kopaths.ko import DEFAULT_KO_REFERENCE
+from kopaths.ko import DEFAULT_KO_REFERENCE, load_ko_schedule
 from kopaths.schedules import path_spec
 
 __all__ = ["trainer_config", "run_training", "run_evaluation"]
@@ -87,6 +87,9 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
     features = None
     runs = {path: load_run(workdir) for path, workdir in workdirs.items()}
     sampling_paths = {path: run.schedule for path, run in runs.items()}
+    for variant in ec.get("also_along_ko", ()):
+        if not ("ko" in sampling_paths and variant == cfg.ko.variant):
+            sampling_paths[f"ko_{variant}"] = load_ko_schedule(os.path.join(outdir, f"ko_{variant}.json"))
     for path, workdir in workdirs.items():
         out_path = os.path.join(outdir, f"eval_{path}.json")
         if os.path.exists(out_path):

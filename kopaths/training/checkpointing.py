@@ -8,6 +8,8 @@ are asynchronous and atomic (orbax commits a temporary directory by renaming it)
 
 from __future__ import annotations
 
+import os
+
 import base64
 import json
 import logging
@@ -61,7 +63,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
-        self.directory = str(directory)
+        self.directory = os.path.abspath(os.fspath(directory))  # orbax requires an absolute path
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
         )
