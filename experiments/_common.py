@@ -8,7 +8,7 @@ import platform
 import shlex
 import subprocess
 
-__all__ = ["git_commit", "reproduce_command", "run_record"]
+__all__ = ["git_commit", "publish_markdown", "reproduce_command", "run_record"]
 
 
 def git_commit() -> str | None:
@@ -37,3 +37,12 @@ def run_record(module: str, argv: list[str], wall_seconds: float) -> dict:
         "wall_seconds": round(wall_seconds, 2),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} on {jax.default_backend()}",
     }
+
+
+def publish_markdown(out: str, lines: list[str]) -> None:
+    """Writes ``<out>/results.md`` (atomically) and prints it: every driver's human-readable result."""
+    from kopaths.io import atomic_write_text
+
+    text = "\n".join(lines)
+    atomic_write_text(os.path.join(out, "results.md"), text + "\n")
+    print(text)

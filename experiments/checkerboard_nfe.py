@@ -26,13 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import run_record
+from experiments._common import publish_markdown, run_record
 from kopaths import configs
 from kopaths.data import load_array, load_normalized
 from kopaths.evaluation.intervals import format_cell, mean_interval, paired_difference
 from kopaths.evaluation.runs import load_run
 from kopaths.evaluation.scoring import evaluate_run
-from kopaths.io import atomic_write_text, read_json, write_json
+from kopaths.io import read_json, write_json
 from kopaths.ko import KOSolution, solve_ko_from_data, solve_ko_variant
 from kopaths.main_job.plotting import plot_point_clouds
 from kopaths.ode.sampling import sample_fixed
@@ -153,8 +153,7 @@ def main(argv=None) -> dict:
             cell = cells[f"{block}|{field}"]
             row.append(format_cell(cell["interval"], cell.get("minus_cond_ot"), 0 if block == "dopri5" else 4))
         lines.append("| " + " | ".join(row) + " |")
-    atomic_write_text(os.path.join(args.out, "results.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish_markdown(args.out, lines)
     return results
 
 

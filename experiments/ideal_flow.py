@@ -32,8 +32,8 @@ import time
 import jax
 import numpy as np
 
-from experiments._common import run_record
-from kopaths.io import atomic_write_text, write_json
+from experiments._common import publish_markdown, run_record
+from kopaths.io import write_json
 from kopaths.ko import solve_ko_from_data, solve_ko_variant
 from kopaths.ode.energy import ideal_flow_scores
 from kopaths.schedules import CondOTSchedule, CosineSchedule, VPSchedule
@@ -107,8 +107,7 @@ def main(argv=None) -> dict:
                 f"± {s['kinetic_energy_stderr']:.4f} | {s['kinetic_energy_from_lambda']:.4f} | {s['nfe_mean']:.1f} | "
                 f"{s['nfe_median']:.0f} | {s['nfe_max']} |"
             )
-    atomic_write_text(os.path.join(args.out, "results.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish_markdown(args.out, lines)
     return results
 
 

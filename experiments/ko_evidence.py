@@ -39,13 +39,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments._common import run_record
+from experiments._common import publish_markdown, run_record
 from kopaths.data import data_spec, default_data_config, load_normalized, open_split, to_uint8
 from kopaths.evaluation.runs import load_run
 from kopaths.evaluation import classifier as clf
 from kopaths.evaluation.along_paths import evaluate_along_paths, frechet_with_bootstrap
 from kopaths.evaluation.intervals import format_cell, mean_interval, paired_difference
-from kopaths.io import atomic_write_text, read_json, write_json
+from kopaths.io import read_json, write_json
 from kopaths.ko import KO_VARIANTS, KOSolution, load_ko_schedule, solve_ko_from_data, solve_ko_variant
 from kopaths.evaluation.distances import feature_statistics
 from kopaths.schedules import CondOTSchedule
@@ -276,9 +276,7 @@ def main(argv=None) -> dict:
     results = {"settings": settings, "args": {k: v for k, v in vars(args).items()},
                "run": run_record("experiments.ko_evidence", list(argv), time.perf_counter() - start)}
     write_json(os.path.join(args.out, "results.json"), results)
-    text = "\n".join([f"Reproduce: `{results['run']['command']}`", "", *markdown(results)])
-    atomic_write_text(os.path.join(args.out, "results.md"), text + "\n")
-    print(text)
+    publish_markdown(args.out, [f"Reproduce: `{results['run']['command']}`", "", *markdown(results)])
     return results
 
 

@@ -28,13 +28,13 @@ import time
 
 import jax
 
-from experiments._common import run_record
+from experiments._common import publish_markdown, run_record
 from kopaths import configs
 from kopaths.evaluation.classifier import FD_LABEL, cached_classifier, classifier_features
 from kopaths.evaluation.intervals import format_cell, mean_interval, paired_difference
 from kopaths.evaluation.runs import load_run
 from kopaths.evaluation.scoring import evaluate_run
-from kopaths.io import atomic_write_text, read_json, write_json
+from kopaths.io import read_json, write_json
 from kopaths.ko import DEFAULT_KO_VARIANT, solve_ko_from_data
 from kopaths.data import load_normalized
 from kopaths.schedules import path_spec
@@ -147,8 +147,7 @@ def main(argv=None) -> dict:
             digits = 3 if column in ("nll", "kinetic_energy") else (0 if column == "nfe" else 1)
             row.append(format_cell(cells[column]["interval"], cells[column].get("minus_cond_ot"), digits))
         lines.append("| " + " | ".join(row) + " |")
-    atomic_write_text(os.path.join(args.out, "results.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish_markdown(args.out, lines)
     return results
 
 

@@ -80,6 +80,7 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
     from kopaths.evaluation.classifier import FD_LABEL, classifier_features
     from kopaths.evaluation.runs import load_run
     from kopaths.evaluation.scoring import evaluate_run
+    from kopaths.main_job.stages import variant_file  # stages imports this module
     from kopaths.ode.sampling import sample_adaptive
 
     ec = cfg.evaluate
@@ -89,7 +90,7 @@ def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[s
     sampling_paths = {path: run.schedule for path, run in runs.items()}
     for variant in ec.get("also_along_ko", ()):
         if not ("ko" in sampling_paths and variant == cfg.ko.variant):
-            sampling_paths[f"ko_{variant}"] = load_ko_schedule(os.path.join(outdir, f"ko_{variant}.json"))
+            sampling_paths[f"ko_{variant}"] = load_ko_schedule(os.path.join(outdir, variant_file(variant)))
     for path, workdir in workdirs.items():
         out_path = os.path.join(outdir, f"eval_{path}.json")
         if os.path.exists(out_path):
