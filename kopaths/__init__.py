@@ -4,7 +4,14 @@ The stable public API is what this module exports; submodules hold the details. 
 only the core dependencies (JAX, equinox, diffrax, optimistix, optax, NumPy, SciPy); the trainer,
 the data pipeline, the evaluation networks and the figures live in ``kopaths.training``,
 ``kopaths.data``, ``kopaths.evaluation`` and ``kopaths.main_job`` (extras ``train``, ``data``, ``plot``).
+
+Importing kopaths before JAX's first computation selects XLA:CPU's faster convolution path
+(:mod:`kopaths._cpu_flags`; ``KOPATHS_XLA_DEFAULTS=0`` keeps XLA's own default).
 """
+
+from kopaths import _cpu_flags
+
+_cpu_flags.apply()
 
 from kopaths.diagnostics import ScheduleDiagnostics, schedule_diagnostics
 from kopaths.ideal import marginal_velocity, posterior_mean

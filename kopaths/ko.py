@@ -73,8 +73,8 @@ __all__ = [
     "default_time_knots",
 ]
 
-FORMAT = "kopaths.KOSchedule/2"
-_FORMATS = ("kopaths.KOSchedule/1", FORMAT)
+FORMAT = "kopaths.KOSchedule/3"
+_FORMATS = ("kopaths.KOSchedule/1", "kopaths.KOSchedule/2", FORMAT)
 
 
 class DegenerateLambdaError(ValueError):
@@ -106,12 +106,18 @@ class KOSchedule(TabulatedSchedule):
         return self.energy - self.b
 
     def to_dict(self) -> dict:
+        """JSON form: the polar table exactly as stored (``radius_offset``, ``angle``,
+        ``radius_origin``), and ``alpha``/``sigma`` at the knots for reading."""
         out = self(self.knots)
+        knots, rows, origin = self.offsets()
         return {
             "format": FORMAT,
-            "t": np.asarray(self.knots, np.float64).tolist(),
+            "t": knots.tolist(),
             "alpha": np.asarray(out.alpha, np.float64).tolist(),
             "sigma": np.asarray(out.sigma, np.float64).tolist(),
+            "radius_offset": rows[0].tolist(),
+            "angle": (rows[1] + origin[1]).tolist(),
+            "radius_origin": float(origin[0]),
             "b": self.b,
             "energy": self.energy,
             "solve_seconds": self.solve_seconds,
@@ -133,12 +139,14 @@ def load_ko_schedule(path: str | os.PathLike) -> KOSchedule:
     if not isinstance(d, dict) or d.get("format") not in _FORMATS:
         raise ValueError(f"{path} is not a kopaths KO schedule (format {FORMAT}).")
     try:
-        return KOSchedule.from_table(
-            d["t"], d["alpha"], d["sigma"], coordinates="polar", b=float(d["b"]), energy=float(d["energy"]),
-            solve_seconds=float(d["solve_seconds"]), method=str(d["method"]), sigma_min=float(d["sigma_min"]),
-            gamma_floor=float(d.get("gamma_floor", 0.0)), max_speed=float(d.get("max_speed", float("nan"))),
-            parameters=tuple(float(v) for v in d.get("parameters", ())),
+        meta = dict(
+            b=float(d["b"]), energy=float(d["energy"]), solve_seconds=float(d["solve_seconds"]), method=str(d["method"]),
+            sigma_min=float(d["sigma_min"]), gamma_floor=float(d.get("gamma_floor", 0.0)),
+            max_speed=float(d.get("max_speed", float("nan"))), parameters=tuple(float(v) for v in d.get("parameters", ())),
         )
+        if "radius_offset" in d:  # format 3: the table as stored
+            return KOSchedule.from_polar_offsets(d["t"], d["radius_offset"], d["angle"], float(d["radius_origin"]), **meta)
+        return KOSchedule.from_table(d["t"], d["alpha"], d["sigma"], coordinates="polar", **meta)
     except KeyError as e:
         raise ValueError(f"KO schedule file {path} lacks field {e}.") from None
     except (TypeError, ValueError) as e:

@@ -348,11 +348,35 @@ class TabulatedSchedule(Schedule):
         else:
             raise ValueError(f"coordinates must be 'cartesian' or 'polar', got {coordinates!r}.")
         origin = rows[:, 0].copy()
-        rows = rows - origin[:, None]
+        return cls._from_offsets(t, rows - origin[:, None], origin, coordinates, **kwargs)
+
+    @classmethod
+    def from_polar_offsets(cls, t, radius_offset, angle, radius_origin: float, **kwargs) -> "TabulatedSchedule":
+        r"""Builds a polar table from :math:`\rho_i - \rho_0`, :math:`\theta_i` and :math:`\rho_0`:
+        the exact form :meth:`offsets` returns (through :math:`(\alpha, \sigma)` in float32 the
+        radius near 1 would be rounded to steps of 6e-8, faking speeds where the knots are close)."""
+        t, dr, th = (np.asarray(v, dtype=np.float64) for v in (t, radius_offset, angle))
+        if t.ndim != 1 or dr.shape != t.shape or th.shape != t.shape or t.size < 2:
+            raise ValueError(f"Polar table needs 1-D t, radius offsets and angles of one length >= 2; got shapes "
+                             f"{t.shape}, {dr.shape}, {th.shape}.")
+        if not (np.all(np.isfinite(t) & np.isfinite(dr) & np.isfinite(th)) and np.isfinite(radius_origin)):
+            raise ValueError("Polar table contains NaN or Inf.")
+        if np.any(np.diff(t) <= 0) or abs(t[0]) > 1e-12 or abs(t[-1] - 1.0) > 1e-12:
+            raise ValueError("Polar table knots must increase strictly from 0 to 1.")
+        if dr[0] != 0.0 or np.any(radius_origin + dr <= 0) or np.any(th < -1e-6) or np.any(th > np.pi / 2 + 1e-6):
+            raise ValueError("Polar table needs radius offsets starting at 0, positive radii and angles in [0, pi/2].")
+        return cls._from_offsets(t, np.stack([dr, th - th[0]]), np.array([radius_origin, th[0]]), "polar", **kwargs)
+
+    @classmethod
+    def _from_offsets(cls, t, rows, origin, coordinates: str, **kwargs) -> "TabulatedSchedule":
         slopes = np.stack([pchip_slopes(t, row) for row in rows])
         dtype = jnp.result_type(float)
         return cls(jnp.asarray(t, dtype), jnp.asarray(rows, dtype), jnp.asarray(slopes, dtype), jnp.asarray(origin, dtype),
                    coordinates, **kwargs)
+
+    def offsets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(knots, rows - origin, origin)`` as stored: the table without rounding."""
+        return tuple(np.asarray(v, np.float64) for v in (self.knots, self.values, self.origin))
 
     def _rows(self, t):
         knots, values, slopes, origin = (v.astype(t.dtype) for v in (self.knots, self.values, self.slopes, self.origin))

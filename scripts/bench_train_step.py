@@ -4,11 +4,11 @@ Both sides run the same ADM U-Net (guided-diffusion layout; equal parameter coun
 the same Cond-OT flow-matching loss, Adam, global-norm clipping and an EMA update, at the same
 batch, on this machine's CPU (or whatever JAX's default backend is), measured in this run::
 
-    python scripts/bench_train_step.py                # ~1.7M params, batch 64, 28x28x1
-    python scripts/bench_train_step.py --steps 50 --batch 128
+    python scripts/bench_train_step.py --batch 32 --xla-default   # ~1.7M params, 28x28x1
+    python scripts/bench_train_step.py --batch 64 --xla-default
 
-On CPU, ``XLA_FLAGS=--xla_cpu_experimental_onednn_custom_call=true`` routes XLA's convolutions
-and matmuls to oneDNN (the library PyTorch uses) and speeds the JAX step up by about 1.5x.
+``--xla-default`` also times the JAX step without kopaths' XLA:CPU flags (:mod:`kopaths._cpu_flags`:
+Eigen instead of YNNPACK convolutions), in a child process started with XLA's own defaults.
 The reference needs the ``bench`` extra (``pip install -e '.[bench]'``, CPU torch 2.13.0).
 """
 
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from kopaths import _cpu_flags
 from kopaths.models import build_model, count_params
 from kopaths.training.trainer import make_train_step
 from kopaths.training.optim import make_optimizer
@@ -34,7 +35,7 @@ from kopaths.schedules import CondOTSchedule
 
 def _model_cfg(args) -> dict:
     return dict(name="unet", model_channels=args.channels, channel_mult=tuple(args.channel_mult),
-                num_res_blocks=args.num_res_blocks, attention_resolutions=(2,), num_heads=4, dropout=0.0,
+                num_res_blocks=args.num_res_blocks, attention_resolutions=(args.attention_ds,), num_heads=4, dropout=0.0,
                 use_scale_shift_norm=True)
 
 
@@ -86,7 +87,7 @@ def setup_torch(args):
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
     model = UNetModel(dim=(1, args.size, args.size), num_channels=args.channels, num_res_blocks=args.num_res_blocks,
-                      channel_mult=tuple(args.channel_mult), attention_resolutions=str(args.size // 2), num_heads=4,
+                      channel_mult=tuple(args.channel_mult), attention_resolutions=str(args.size // args.attention_ds), num_heads=4,
                       use_scale_shift_norm=True, dropout=0.0)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -116,9 +117,9 @@ def setup_torch(args):
     return run, n_params
 
 
-def _torch_worker(args, conn) -> None:
-    """Child process: builds the torch step, then times ``n`` steps per request until told to stop."""
-    ref = setup_torch(args)
+def _worker(kind: str, args, conn) -> None:
+    """Child process: builds the ``kind`` step, then times ``n`` steps per request until told to stop."""
+    ref = setup_torch(args) if kind == "torch" else setup_jax(args)
     conn.send(None if ref is None else ref[1])
     if ref is None:
         return
@@ -126,15 +127,28 @@ def _torch_worker(args, conn) -> None:
         conn.send(_time(ref[0], n))
 
 
-class TorchReference:
-    """The PyTorch step in its own process, so that its OpenMP threads and XLA's thread pools
-    never compete inside one process; the parent still interleaves the timed blocks."""
+class ChildStep:
+    """A train step in its own process: ``torch`` (its OpenMP threads and XLA's thread pools never
+    compete inside one process), or ``jax_xla_default`` (the JAX step with XLA's own CPU defaults,
+    which must be chosen before JAX starts). The parent still interleaves the timed blocks."""
 
-    def __init__(self, args):
+    def __init__(self, kind: str, args):
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_torch_worker, args=(args, child), daemon=True)
-        self._proc.start()
+        self._proc = ctx.Process(target=_worker, args=(kind, args, child), daemon=True)
+        saved = {k: os.environ.get(k) for k in ("XLA_FLAGS", "KOPATHS_XLA_DEFAULTS")}
+        if kind == "jax_xla_default":
+            os.environ["KOPATHS_XLA_DEFAULTS"] = "0"
+            os.environ["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                               if f not in _cpu_flags.CPU_XLA_FLAGS)
+        try:
+            self._proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.n_params = self._conn.recv()
 
     def time(self, n: int) -> float:
@@ -152,42 +166,50 @@ class TorchReference:
 def main() -> None:
     """Runs both benchmarks and prints steps/s and the JAX / torch throughput ratio."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2])
     ap.add_argument("--num-res-blocks", type=int, default=2)
+    ap.add_argument("--attention-ds", type=int, default=2, help="downsampling factor with attention (main job: 4)")
     ap.add_argument("--steps", type=int, default=10, help="steps per timed block")
     ap.add_argument("--repeats", type=int, default=3, help="timed blocks (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--xla-default", action="store_true",
+                    help="also time the JAX step with XLA's own CPU defaults (without kopaths' flags)")
     args = ap.parse_args()
     print(f"U-Net train step, batch {args.batch}, {args.size}x{args.size}x1, backend {jax.default_backend()} "
           f"({jax.devices()[0].device_kind}), {os.cpu_count()} CPUs, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    ref = None if args.no_torch else TorchReference(args)
-    if ref is not None and ref.n_params is None:
-        ref.close()
-        ref = None
+    children = {}
+    if args.xla_default:
+        children["jax, XLA's CPU defaults"] = ChildStep("jax_xla_default", args)
+    if not args.no_torch:
+        children["torch"] = ChildStep("torch", args)
+    for name in [k for k, c in children.items() if c.n_params is None]:
+        children.pop(name).close()
     jax_run, jax_n = setup_jax(args)
-    # Timed blocks alternate between the two so that load from other processes hits both alike.
-    jax_times, torch_times = [], []
+    # Timed blocks alternate between the steps so that load from other processes hits all alike.
+    times = {"jax": [], **{name: [] for name in children}}
     for _ in range(args.repeats):
-        jax_times.append(_time(jax_run, args.steps))
-        if ref is not None:
-            torch_times.append(ref.time(args.steps))
-    if ref is not None:
-        ref.close()
-    jax_s = statistics.median(jax_times)
-    print(f"  jax   : {jax_n:,} params, {1e3 * jax_s:8.1f} ms/step, {1 / jax_s:6.2f} steps/s, "
-          f"{args.batch / jax_s:7.1f} images/s")
-    if ref is None:
-        return
-    torch_s, torch_n = statistics.median(torch_times), ref.n_params
-    print(f"  torch : {torch_n:,} params, {1e3 * torch_s:8.1f} ms/step, {1 / torch_s:6.2f} steps/s, "
-          f"{args.batch / torch_s:7.1f} images/s")
-    if torch_n != jax_n:
-        print(f"  WARNING: parameter counts differ ({jax_n} vs {torch_n}).")
-    print(f"  ratio (jax throughput / torch throughput): {torch_s / jax_s:.2f}x")
+        times["jax"].append(_time(jax_run, args.steps))
+        for name, child in children.items():
+            times[name].append(child.time(args.steps))
+    for child in children.values():
+        child.close()
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    counts = {"jax": jax_n, **{name: c.n_params for name, c in children.items()}}
+    for name, sec in med.items():
+        print(f"  {name:<24}: {counts[name]:,} params, {1e3 * sec:8.1f} ms/step, {1 / sec:6.2f} steps/s, "
+              f"{args.batch / sec:7.1f} images/s")
+    if any(n != jax_n for n in counts.values()):
+        print(f"  WARNING: parameter counts differ ({counts}).")
+    xla_name = "jax, XLA's CPU defaults"
+    if xla_name in med:
+        print(f"  kopaths' XLA:CPU flags ({' '.join(_cpu_flags.CPU_XLA_FLAGS)}) vs XLA's defaults: "
+              f"{med[xla_name] / med['jax']:.2f}x faster")
+    if "torch" in med:
+        print(f"  ratio (jax throughput / torch throughput), batch {args.batch}: {med['torch'] / med['jax']:.2f}x")
 
 
 if __name__ == "__main__":

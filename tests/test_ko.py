@@ -93,6 +93,23 @@ def test_save_load_roundtrip(tmp_path, rademacher_fit):
         load_ko_schedule(tmp_path / "missing.json")
 
 
+def test_saved_table_keeps_the_speed_near_t0(tmp_path):
+    # Bounded KO on image-like data moves its radius by ~1e-9 over the first knots: a table saved
+    # through float32 alpha and sigma rounds those steps to 6e-8 and fakes speeds of ~10 there.
+    ko = solve_ko(_mixture_fit(), gamma_floor="auto")
+    ko.save(tmp_path / "ko.json")
+    back = load_ko_schedule(tmp_path / "ko.json")
+    t = jnp.asarray(np.geomspace(1e-9, 1e-2, 200), jnp.float32)
+    for field in ("alpha", "sigma", "d_alpha", "d_sigma"):
+        np.testing.assert_allclose(getattr(back(t), field), getattr(ko(t), field), rtol=1e-6, atol=1e-7)
+    assert max_speed(back) == pytest.approx(max_speed(ko), rel=1e-6)
+    d = json.loads((tmp_path / "ko.json").read_text())
+    d["radius_offset"][0] = 1e-3
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="radius offsets starting at 0"):
+        load_ko_schedule(tmp_path / "bad.json")
+
+
 def test_ko_energy_is_finite_even_though_conditional_energy_is_large(rademacher_fit):
     ko = solve_ko(rademacher_fit)
     assert np.isfinite(float(conditional_energy(ko)))
@@ -180,7 +197,7 @@ def test_speed_bound_is_respected_and_auto_floor_keeps_the_energy(rademacher_fit
 def test_version_one_files_still_load(tmp_path, rademacher_fit):
     d = solve_ko(rademacher_fit).to_dict()
     d["format"] = "kopaths.KOSchedule/1"
-    for key in ("gamma_floor", "max_speed", "parameters"):
+    for key in ("gamma_floor", "max_speed", "parameters", "radius_offset", "angle", "radius_origin"):
         d.pop(key)
     (tmp_path / "v1.json").write_text(json.dumps(d))
     back = load_ko_schedule(tmp_path / "v1.json")

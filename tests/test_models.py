@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kopaths.models import MLP, UNet, build_model, count_params
-from kopaths.models.layers import timestep_embedding
+from kopaths.models.layers import attention, timestep_embedding
 
 TINY_UNET = dict(name="unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,),
                  num_heads=2, dropout=0.1)
@@ -111,3 +111,18 @@ def test_build_model_errors():
     with pytest.raises(ValueError, match="channels_typo"):
         build_model(dict(name="unet", channels_typo=3))
     assert isinstance(build_model(dict(name="unet", channel_mult=[1, 2], dtype="bfloat16")), UNet)
+
+
+@pytest.mark.parametrize("batch", [5, 8, 12])  # map of single elements, no map, map of chunks of 4
+def test_cpu_attention_matches_xla_attention_and_its_gradient(batch):
+    q, k, v = jax.random.normal(jax.random.key(batch), (3, batch, 10, 2, 4))
+    probe = jax.random.normal(jax.random.key(99), (batch, 10, 2, 4))
+
+    def value_and_grads(fn):
+        return jax.jit(fn)(q, k, v), jax.grad(lambda *a: jnp.sum(fn(*a) * probe), argnums=(0, 1, 2))(q, k, v)
+
+    out, grads = value_and_grads(lambda *a: attention(*a, backend="cpu"))
+    ref_out, ref_grads = value_and_grads(jax.nn.dot_product_attention)
+    np.testing.assert_allclose(out, ref_out, atol=2e-6)
+    for g, g_ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, g_ref, atol=2e-5)

@@ -15,6 +15,7 @@ from kopaths.separation import (
     snr_grid,
     validate_table,
 )
+from kopaths.separation import PRUNE_MARGIN, _prune_cutoff
 
 SNR = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
 
@@ -63,6 +64,41 @@ def test_shared_noise_equals_naive_and_is_chunk_invariant():
     np.testing.assert_allclose(chunked.one_minus_lam, ref.one_minus_lam, atol=2e-5)
     again = estimate_lambda(x, s, key=key, num_noise=300)
     np.testing.assert_array_equal(again.one_minus_lam, ref.one_minus_lam)  # deterministic
+
+
+def test_pruning_changes_nothing_on_paired_data_with_duplicates():
+    # Far-apart points with a close partner each (and some exact duplicates): at high snr only the
+    # partner and the duplicates keep weight, so most blocks are skipped and the rest must not be.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1200, 32))
+    x = np.concatenate([x, x[:40] + 0.35 * rng.standard_normal((40, 32)), x[40:50]])
+    x, _ = normalize(x)
+    s = snr_grid(64)
+    kw = dict(key=jax.random.key(12), num_noise=400, noise_chunk=64, data_chunk=128)
+    pruned = estimate_lambda(x, s, **kw)
+    full = estimate_lambda(x, s, prune=False, **kw)
+    np.testing.assert_allclose(pruned.one_minus_lam, full.one_minus_lam, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(pruned.stderr, full.stderr, rtol=1e-4, atol=1e-9)
+    assert full.one_minus_lam[s > 2].max() > 1e-6  # the partners matter where most blocks are skipped
+
+
+def test_prune_cutoff_bounds_every_entry():
+    rng = np.random.default_rng(13)
+    xi, xn = rng.standard_normal((16, 20)), rng.standard_normal((24, 20))
+    xn[:3] = xi[:3] + 0.3 * rng.standard_normal((3, 20))  # near neighbours set the cut-off
+    eps = rng.standard_normal((16, 20))
+    gram, noise = xi @ xn.T, eps @ xn.T
+    sqn_i, sqn_n, noise_src = (xi**2).sum(1), (xn**2).sum(1), (eps * xi).sum(1)
+    keep = np.ones((16, 24), bool)
+    cut = float(_prune_cutoff(*(np.float32(v) for v in (gram, noise, sqn_i, noise_src, sqn_n)), keep, PRUNE_MARGIN))
+    assert np.isfinite(cut)
+    dist = ((xi[:, None] - xn[None]) ** 2).sum(-1)
+    delta = noise - noise_src[:, None]
+    for snr in np.linspace(cut, 50 * cut, 200)[1:]:
+        assert np.all(-snr**2 * dist / 2 + snr * delta < -PRUNE_MARGIN)
+    # ... and it is not vacuous: just below it some entry is still within the margin.
+    below = 0.9 * cut
+    assert np.any(-below**2 * dist / 2 + below * delta > -PRUNE_MARGIN - 5)
 
 
 def test_memmap_input_streams(tmp_path):

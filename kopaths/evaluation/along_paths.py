@@ -58,12 +58,14 @@ def evaluate_along_paths(
     tol: float,
     score: Callable[[np.ndarray], dict[str, float]],
     max_steps: int = 4096,
+    samples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Samples ``velocity_fn`` (trained on ``trained_on``) from ``x0`` along every path in ``sampling_paths``.
 
     For each path: Euler at every ``euler_nfe`` and one dopri5 solve at ``rtol = atol = tol``;
     ``score(samples)`` turns model-space samples into distances. Returns
-    ``{path: {"euler_<n>": {...}, "dopri5": {..., "nfe_mean", "nfe_max", "kinetic_energy", "seconds"}}}``.
+    ``{path: {"euler_<n>": {...}, "dopri5": {..., "nfe_mean", "nfe_max", "kinetic_energy", "seconds"}}}``;
+    a ``samples`` dict receives each path's dopri5 samples (model space).
     """
     out: dict[str, dict[str, Any]] = {}
     for name, schedule in sampling_paths.items():
@@ -76,6 +78,8 @@ def evaluate_along_paths(
         start = time.perf_counter()
         ke = kinetic_energy_along_samples(vf, x0, method="dopri5", rtol=tol, atol=tol, max_steps=max_steps)
         nfe = np.asarray(ke.nfe)
+        if samples is not None:
+            samples[name] = np.asarray(ke.samples)
         rec["dopri5"] = {"rtol": tol, "atol": tol, "nfe_mean": float(nfe.mean()), "nfe_max": int(nfe.max()),
                          "kinetic_energy": float(ke.kinetic_energy), **score(np.asarray(ke.samples)),
                          "seconds": time.perf_counter() - start}

@@ -65,8 +65,12 @@ def evaluate_run(
     feature_fns: dict[str, Any] | None = None,
     sampling_paths: dict[str, Schedule] | None = None,
     num_reference: int | None = None,
+    samples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Scores one restored checkpoint; returns a JSON-able dict (see module docstring).
+
+    A ``samples`` dict receives the dopri5 samples (model space) along each sampling path, keyed
+    like ``"sampled_along"`` (the run's own path under its path name).
 
     ``sampling_paths`` adds ``"sampled_along"``: the same model sampled along each of those paths
     by the scale-time transform (:mod:`kopaths.evaluation.along_paths`), Euler and dopri5 alike.
@@ -106,7 +110,7 @@ def evaluate_run(
     own = run.config.path.name
     paths = {own: run.schedule, **{k: v for k, v in (sampling_paths or {}).items() if k != own}}
     along = evaluate_along_paths(run.velocity, run.schedule, paths, x0, euler_nfe=tuple(euler_nfe), tol=tol,
-                                 score=distances)
+                                 score=distances, samples=samples)
     out.update(along[own])
     out["kinetic_energy"] = along[own]["dopri5"]["kinetic_energy"]
     if sampling_paths:

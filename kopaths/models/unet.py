@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kopaths.models.layers import timestep_embedding, zeros_init
+from kopaths.models.layers import attention, timestep_embedding, zeros_init
 
 __all__ = ["UNet", "ResBlock", "AttentionBlock"]
 
@@ -94,7 +94,8 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Spatial multi-head self-attention with a zero-initialised output projection."""
+    """Spatial multi-head self-attention with a zero-initialised output projection
+    (:func:`kopaths.models.layers.attention`)."""
 
     num_heads: int = 1
     num_head_channels: int = -1
@@ -110,7 +111,7 @@ class AttentionBlock(nn.Module):
         qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(GroupNorm(self.max_groups)(x))
         qkv = qkv.reshape(b, hgt * wid, heads, 3 * (c // heads))
         q, k, v = jnp.split(qkv, 3, axis=-1)
-        h = jax.nn.dot_product_attention(q, k, v).reshape(b, hgt, wid, c)
+        h = attention(q, k, v).reshape(b, hgt, wid, c)
         h = nn.Dense(c, dtype=self.dtype, kernel_init=zeros_init, name="proj_out")(h)
         return x + h
 

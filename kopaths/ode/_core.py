@@ -159,14 +159,24 @@ def _one_example(field: Field, vf, t, y, a):
 
 
 @eqx.filter_jit
-def _fixed(field: Field, velocity_fn, y0, args, method: str, steps: int, t0: float, t1: float):
-    leaf = jax.tree_util.tree_leaves(y0)[0]
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, a: field(velocity_fn, t, y, a)), make_solver(method), t0=t0, t1=t1, dt0=None,
-        y0=y0, args=args, stepsize_controller=diffrax.StepTo(ts=jnp.linspace(t0, t1, steps + 1, dtype=leaf.dtype)),
-        saveat=diffrax.SaveAt(t1=True), adjoint=diffrax.ForwardMode(), max_steps=steps,
-    )
-    return jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+def _fixed(field: Field, velocity_fn, y0, args, method: str, steps: jax.Array, t0: float, t1: float):
+    """``steps`` uniform steps of diffrax's ``method``; ``steps`` is traced, so one compiled program
+    serves every NFE of a sampler (the NFE sweeps of the evaluation compile once per model)."""
+    dtype = jax.tree_util.tree_leaves(y0)[0].dtype
+    term = diffrax.ODETerm(lambda t, y, a: field(velocity_fn, t, y, a))
+    solver = make_solver(method)
+    t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    dt = (t1 - t0) / steps.astype(dtype)
+
+    def body(i, carry):
+        y, state = carry
+        ta = t0 + i.astype(dtype) * dt
+        tb = jnp.where(i == steps - 1, t1, t0 + (i + 1).astype(dtype) * dt)
+        y, _, _, state, _ = solver.step(term, ta, tb, y, args, state, made_jump=False)
+        return y, state
+
+    state = solver.init(term, t0, t0 + dt, y0, args)
+    return jax.lax.fori_loop(0, steps, body, (y0, state))[0]
 
 
 @eqx.filter_jit
@@ -192,7 +202,7 @@ def integrate(field: Field, velocity_fn: Any, y0: Any, *, args: Any = None, meth
         if nfe is None:
             raise ValueError(f"Fixed-step method {method!r} needs nfe.")
         steps = fixed_step_nfe_to_steps(method, nfe)
-        y1 = _fixed(field, velocity_fn, y0, args, method, steps, float(t0), float(t1))
+        y1 = _fixed(field, velocity_fn, y0, args, method, jnp.asarray(steps, jnp.int32), float(t0), float(t1))
         return y1, jnp.full((batch,), nfe, jnp.int32), jnp.ones((batch,), bool)
     if method not in ADAPTIVE_SOLVERS:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted({**FIXED_STEP_SOLVERS, **ADAPTIVE_SOLVERS})}.")
