@@ -294,10 +294,8 @@ SNR_GROUP = 16
 @jax.jit
 def _initial_accumulators(snr, sqn_i, noise_src):
     r"""Online-softmax state holding only each row's own source point :math:`j = i`: its logit
-    :math:`s^2\|x^i\|^2/2 + s\langle\epsilon_i, x^i
-angle`, weight 1 and residual
-    :math:`\|x^i\|^2 - \langle x^i, x^i
-angle = 0`."""
+    :math:`s^2\|x^i\|^2/2 + s\langle\epsilon_i, x^i\rangle`, weight 1 and residual
+    :math:`\|x^i\|^2 - \langle x^i, x^i\rangle = 0`."""
     s = snr[:, None]
     logit = s * s * (0.5 * sqn_i)[None, :] + s * noise_src[None, :]
     return logit, jnp.ones_like(logit), jnp.zeros_like(logit)
@@ -308,9 +306,8 @@ def _prune_cutoff(gram, noise, sqn_i, noise_src, sqn_n, keep, margin):
 
     Relative to its own source, entry :math:`(i, j)` has log-weight
     :math:`-s^2 D_{ij}/2 + s\,\Delta_{ij}` with :math:`D_{ij} = \|x^i - x^j\|^2` and
-    :math:`\Delta_{ij} = \langle\epsilon_i, x^j - x^i
-angle`, which is below ``-margin`` for all
-    :math:`s > (\Delta + \sqrt{\Delta^2 + 2 D\,	ext{margin}})/D`. The float32 rounding of ``D`` and
+    :math:`\Delta_{ij} = \langle\epsilon_i, x^j - x^i\rangle`, which is below ``-margin`` for all
+    :math:`s > (\Delta + \sqrt{\Delta^2 + 2 D\,\text{margin}})/D`. The float32 rounding of ``D`` and
     :math:`\Delta` is bounded generously (relative 1e-3 of the norms), so the cut-off only errs high.
     """
     slack = 1e-3 * (sqn_i[:, None] + sqn_n[None, :])
