@@ -467,16 +467,10 @@ def estimate_lambda(
     chunks = []
     for c in range(k_pad // noise_chunk):
         sel = idx[c * noise_chunk : (c + 1) * noise_chunk]
-        eps = _row_noise(key_eps, row_ids[c * noise_chunk : (c + 1) * noise_chunk], dim)
-        chunks.append(
-            (
-                jax.device_put(_host_rows(x, sel), rows_sharding),
-                jax.device_put(eps, rows_sharding),
-                jax.device_put(sqn[sel], rows_sharding),
-                jax.device_put(sel.astype(np.int32), rows_sharding),
-            )
-        )
-    chunks = [(*ch, jnp.sum(ch[0] * ch[1], axis=1)) for ch in chunks]  # <eps_i, x^i>
+        xi = jax.device_put(_host_rows(x, sel), rows_sharding)
+        eps = jax.device_put(_row_noise(key_eps, row_ids[c * noise_chunk : (c + 1) * noise_chunk], dim), rows_sharding)
+        chunks.append((xi, eps, jax.device_put(sqn[sel], rows_sharding),
+                       jax.device_put(sel.astype(np.int32), rows_sharding), jnp.sum(xi * eps, axis=1)))  # <eps_i, x^i>
     accs = [
         tuple(jax.device_put(a, acc_sharding) for a in _initial_accumulators(snr_dev, sqn_i, noise_src))
         for _, _, sqn_i, _, noise_src in chunks
