@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kopaths.models.layers import attention, timestep_embedding, zeros_init
+from kopaths.models.layers import attention, convolution, timestep_embedding, zeros_init
 
 __all__ = ["UNet", "ResBlock", "AttentionBlock"]
 
@@ -39,7 +39,7 @@ def _conv(features: int, kernel: int = 3, stride: int = 1, dtype=jnp.float32, ze
     kwargs = dict(kernel_init=zeros_init) if zero else {}
     return nn.Conv(
         features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-        dtype=dtype, name=name, **kwargs,
+        dtype=dtype, name=name, conv_general_dilated=convolution, **kwargs,
     )
 
 
