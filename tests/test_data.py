@@ -288,6 +288,23 @@ def test_resumption_from_start_step_and_state(fmnist_cfg):
     np.testing.assert_array_equal(next(fresh)["x"], batches[6])
 
 
+@pytest.mark.parametrize("resolution", [None, 7])
+def test_in_memory_split_gives_the_record_stream(fmnist_cfg, monkeypatch, resolution):
+    from kopaths.data import iterator
+
+    cfg = fmnist_cfg.copy_and_resolve_references()
+    cfg.resolution = resolution
+    monkeypatch.setattr(iterator, "_DECODED", {})
+    memory = _iter(cfg, seed=3)
+    assert len(iterator._DECODED) == 1
+    monkeypatch.setattr(iterator, "IN_MEMORY_MAX_BYTES", 0)
+    monkeypatch.setattr(iterator, "_DECODED", {})
+    records = _iter(cfg, seed=3)
+    assert not iterator._DECODED
+    for step in (0, 1, N_TRAIN // 8 + 2):  # into the second epoch
+        np.testing.assert_array_equal(memory.batch_at(step)["x"], records.batch_at(step)["x"])
+
+
 def test_dequantisation_stays_inside_the_bin(fmnist_cfg):
     plain_cfg = fmnist_cfg.copy_and_resolve_references()
     plain_cfg.dequantize = False

@@ -6,11 +6,18 @@ epoch) and read as one infinite stream of examples; global batch ``k`` holds str
 reading only those records. Batch ``k`` is therefore a pure function of ``(seed, k)`` and the
 global batch does not depend on ``P``, so a run can resume on a different number of hosts.
 Dequantisation noise is drawn per stream position from the seed as well.
+
+Reading. A split whose decoded examples fit in :data:`IN_MEMORY_MAX_BYTES` is read once, in
+stored order and in contiguous batches, and served from memory (shared by every iterator of the
+process); larger splits are read record by record. Single random array_record reads cost 0.4 ms
+(a Fashion-MNIST image) to 3 ms (a checkerboard point) here, a contiguous batched read about
+30 us per record. Both give the same stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import grain
@@ -24,7 +31,11 @@ from kopaths.data.synthetic import SyntheticIterator, is_synthetic, synthetic_ar
 from kopaths.data.transforms import Dequantization
 from kopaths.normalization import AffineStats, normalize
 
-__all__ = ["DataSpec", "TrainIterator", "data_spec", "load_array", "load_normalized", "make_train_iterator"]
+__all__ = ["DataSpec", "IN_MEMORY_MAX_BYTES", "TrainIterator", "data_spec", "load_array", "load_normalized",
+           "make_train_iterator"]
+
+#: A training split whose decoded examples take at most this many bytes is served from memory.
+IN_MEMORY_MAX_BYTES = 1 << 30
 
 _STATE_KEYS = ("name", "split", "resolution", "dequantize", "seed", "global_batch_size")
 
@@ -165,6 +176,42 @@ class TrainIterator:
         self.step = step
 
 
+class _ArraySource:
+    """grain random-access source over decoded examples held in memory."""
+
+    def __init__(self, examples: np.ndarray):
+        self._examples = examples
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self._examples[int(index)]
+
+
+_DECODED: dict[tuple, np.ndarray] = {}
+_DECODED_LOCK = threading.Lock()
+
+
+def _decoded_split(split: SplitSource, key: tuple) -> np.ndarray | None:
+    """All decoded examples of ``split`` (read-only, cached per process), or None when over the limit."""
+    with _DECODED_LOCK:
+        if key in _DECODED:
+            return _DECODED[key]
+        first = split.decode(split.records([0])[0])
+        if len(split) * first.nbytes > IN_MEMORY_MAX_BYTES:
+            return None
+        examples = np.empty((len(split), *first.shape), first.dtype)
+        for start in range(0, len(split), 4096):
+            stop = min(len(split), start + 4096)
+            examples[start:stop] = split.read(start, stop)
+        examples.setflags(write=False)
+        while len(_DECODED) >= 4:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = examples
+        return examples
+
+
 def make_train_iterator(data_cfg: ml_collections.ConfigDict, *, seed: int, global_batch_size: int,
                         start_step: int = 0, process_index: int | None = None,
                         process_count: int | None = None) -> TrainIterator:
@@ -188,7 +235,12 @@ def make_train_iterator(data_cfg: ml_collections.ConfigDict, *, seed: int, globa
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
     split = open_split(data_cfg, data_cfg.split)
     spec = _spec_for(data_cfg, split, data_cfg.split)
-    ds = grain.MapDataset.source(split.batched_source()).shuffle(seed=shuffle_seed).repeat().map(split.decode)
+    key = (split.data_dir, split.dataset_id, data_cfg.split, data_cfg.get("resolution"), len(split))
+    examples = _decoded_split(split, key)
+    if examples is not None:
+        ds = grain.MapDataset.source(_ArraySource(examples)).shuffle(seed=shuffle_seed).repeat()
+    else:
+        ds = grain.MapDataset.source(split.batched_source()).shuffle(seed=shuffle_seed).repeat().map(split.decode)
     if spec.dequantization.kind == "uniform":
         ds = ds.random_map(_add_uniform, seed=noise_seed)
     elif spec.dequantization.kind == "none":
