@@ -146,9 +146,12 @@ def test_cpu_convolution_matches_lax_in_value_gradients_and_forward_mode(kernel,
         value = fn(x, w)
         grads = jax.grad(lambda *a: jnp.sum(fn(*a) * probe), argnums=(0, 1))(x, w)
         _, jvp = jax.jvp(fn, (x, w), tangents)
+        # One side differentiated (the other's tangent is a symbolic zero).
+        grad_w = jax.grad(lambda w: jnp.sum(fn(x, w) * probe))(w)
+        _, jvp_w = jax.jvp(lambda w: fn(x, w), (w,), tangents[1:])
         # Inside a loop, where XLA:CPU's own layout choice is the slow one this function avoids.
         looped = jax.jit(lambda x: lax.fori_loop(0, 2, lambda i, c: jax.vjp(lambda z: fn(z, w), c)[1](probe)[0], x))(x)
-        return value, *grads, jvp, looped
+        return value, *grads, jvp, grad_w, jvp_w, looped
 
     for got, want in zip(check(ours), check(ref)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 __all__ = ["timestep_embedding", "zeros_init", "attention", "CPU_ATTENTION_CHUNK", "convolution"]
 
@@ -82,17 +83,22 @@ def _conv_explicit_transpose(x: jax.Array, w: jax.Array, padding, precision) -> 
     return _conv(x, w, padding, precision)
 
 
-@_conv_explicit_transpose.defjvp
 def _conv_explicit_transpose_jvp(padding, precision, primals, tangents):
     x, w = primals
     dx, dw = tangents
-    # flipped[h, w, o, i] = w[-h, -w, i, o], materialised behind a barrier; ``kernel`` is w again,
-    # read as HWOI. Transposing the dx term (reverse mode) gives a plain HWIO convolution of the
-    # cotangent with ``flipped``.
-    flipped = lax.optimization_barrier(jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
-    kernel = jnp.flip(flipped, (0, 1))
-    tangent = _conv(dx, kernel, padding, precision, "HWOI") + _conv(x, dw, padding, precision)
-    return _conv(x, w, padding, precision), tangent
+    terms = []
+    if not isinstance(dx, SymbolicZero):
+        # flipped[h, w, o, i] = w[-h, -w, i, o], materialised behind a barrier; ``kernel`` is w
+        # again, read as HWOI. Transposing this term (reverse mode) gives a plain HWIO convolution
+        # of the cotangent with ``flipped``.
+        flipped = lax.optimization_barrier(jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
+        terms.append(_conv(dx, jnp.flip(flipped, (0, 1)), padding, precision, "HWOI"))
+    if not isinstance(dw, SymbolicZero):
+        terms.append(_conv(x, dw, padding, precision))
+    return _conv(x, w, padding, precision), functools.reduce(jnp.add, terms)
+
+
+_conv_explicit_transpose.defjvp(_conv_explicit_transpose_jvp, symbolic_zeros=True)
 
 
 def convolution(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
