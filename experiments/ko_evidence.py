@@ -183,6 +183,8 @@ def aggregate(records: dict, args) -> dict[str, Any]:
             continue
         paired = [s for s in seeds if (BASELINE[0], s) in records]
         for path in args.sample:
+            if not all(path in records[(variant, s)]["sampled_along"] for s in seeds):
+                continue  # a setting run with fewer sampling paths
             for metric in metric_names(args):
                 fd = [_value(records[(variant, s)], path, metric, "fd") for s in seeds]
                 cell = {"fd": mean_interval(fd).to_dict(), "per_seed": dict(zip(map(str, seeds), fd)),
