@@ -1,8 +1,8 @@
 r"""Paper Figure 2: the 2-D checkerboard sampled with Euler at NFE 2/6/10/16, over training seeds.
 
-Paths: Cond-OT, SI (cosine), and KO both exact and bounded (the committed schedules of
-``experiments/results/checkerboard_ko``, from a lambda-hat of 10^6 points; solved here by
-:func:`kopaths.ko.solve_ko_from_data` if they are missing). One MLP per path and seed
+Paths: Cond-OT, SI (cosine), and KO both exact and bounded (``<out>/ko/<variant>_ko_schedule.json``,
+solved here by :func:`kopaths.ko.solve_ko_from_data` from a lambda-hat of 10^6 training points when
+missing, with their diagnostics). One MLP per path and seed
 (``experiments/configs/checkerboard_mlp.py``, scaled by the flags) is trained by the library trainer
 (:func:`kopaths.training.trainer.train`, resumable) and scored by
 :func:`kopaths.evaluation.scoring.evaluate_run` from the same noise: sliced 2-Wasserstein (512
@@ -40,7 +40,6 @@ from kopaths.training.trainer import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "configs", "checkerboard_mlp.py")
-KO_DIR = os.path.join(HERE, "results", "checkerboard_ko")
 RUNS = {"cond_ot": ("cond_ot", None, "Cond-OT"), "cosine": ("cosine", None, "SI"),
         "ko_exact": ("ko", "exact", "KO (exact)"), "ko_bounded": ("ko", "bounded", "KO (bounded)")}
 
@@ -58,14 +57,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--num_samples", type=int, default=4000)
     ap.add_argument("--num_nll", type=int, default=1000)
     ap.add_argument("--nfe", default="2,6,10,16")
-    ap.add_argument("--ko_dir", default=KO_DIR, help="folder of <variant>_ko_schedule.json (solved there if missing)")
+    ap.add_argument("--ko_dir", default=None, help="folder of <variant>_ko_schedule.json (default <out>/ko; "
+                    "solved there if missing)")
     ap.add_argument("--data", default="checkerboard", help="dataset name (synthetic:checkerboard for smoke tests)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes on synthetic data (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.batch, args.width, args.depth = "0,1", 4, 64, 16, 1
         args.num_samples, args.num_nll, args.nfe, args.runs = 64, 8, "2,6", "cond_ot,ko_bounded"
-        args.data, args.ko_dir = "synthetic:checkerboard", os.path.join(args.out, "ko")
+        args.data = "synthetic:checkerboard"
+    args.ko_dir = args.ko_dir or os.path.join(args.out, "ko")
     args.runs = [r for r in args.runs.split(",") if r]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.nfe = [int(n) for n in args.nfe.split(",")]

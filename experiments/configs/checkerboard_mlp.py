@@ -3,8 +3,8 @@ r"""2-D checkerboard with an MLP velocity model, flow matching on one path.
     kopaths train --config experiments/configs/checkerboard_mlp.py:ko --workdir /tmp/cb_ko
 
 The config arg is ``<path>[,runlocal]`` with a path of :data:`kopaths.PATHS`. The KO path is the
-committed ``<ko_variant>_ko_schedule.json`` of ``experiments/results/checkerboard_ko`` (lambda-hat of
-10^6 points) when it exists.
+committed ``<ko_variant>_ko_schedule.json`` of ``experiments/results/checkerboard_nfe/ko`` (the one
+the Figure 2 models trained on; lambda-hat of 10^6 points) when it exists.
 """
 
 import os
@@ -12,7 +12,7 @@ import os
 from kopaths.configs import parse_arg
 from kopaths.training.defaults import PATHS, base_config, data_config
 
-RESULTS = os.path.join(os.path.dirname(__file__), "..", "results", "checkerboard_ko")
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "results", "checkerboard_nfe", "ko")
 
 
 def get_config(arg: str | None = None):
