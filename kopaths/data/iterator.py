@@ -198,6 +198,8 @@ def _decoded_split(split: SplitSource, key: tuple) -> np.ndarray | None:
     with _DECODED_LOCK:
         if key in _DECODED:
             return _DECODED[key]
+        if len(split) == 0:
+            return None
         first = split.decode(split.records([0])[0])
         if len(split) * first.nbytes > IN_MEMORY_MAX_BYTES:
             return None
