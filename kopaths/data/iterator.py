@@ -193,24 +193,30 @@ _DECODED: dict[tuple, np.ndarray] = {}
 _DECODED_LOCK = threading.Lock()
 
 
-def _decoded_split(split: SplitSource, key: tuple) -> np.ndarray | None:
-    """All decoded examples of ``split`` (read-only, cached per process), or None when over the limit."""
+def _split_key(data_cfg: DataOptions, split_name: str, split: SplitSource) -> tuple:
+    return split.data_dir, split.dataset_id, split_name, data_cfg.get("resolution"), len(split)
+
+
+def _fits_in_memory(split: SplitSource) -> bool:
+    """Whether the decoded examples of ``split`` take at most :data:`IN_MEMORY_MAX_BYTES`."""
+    return len(split) > 0 and len(split) * split.decode(split.records([0])[0]).nbytes <= IN_MEMORY_MAX_BYTES
+
+
+def _decoded_examples(split: SplitSource, key: tuple, stop: int) -> np.ndarray:
+    """Decoded examples ``0 .. stop-1`` in stored order (read-only): from the per-process cache when
+    it holds the split, else read in contiguous batches; a whole split that fits is cached."""
     with _DECODED_LOCK:
         if key in _DECODED:
-            return _DECODED[key]
-        if len(split) == 0:
-            return None
+            return _DECODED[key][:stop]
         first = split.decode(split.records([0])[0])
-        if len(split) * first.nbytes > IN_MEMORY_MAX_BYTES:
-            return None
-        examples = np.empty((len(split), *first.shape), first.dtype)
-        for start in range(0, len(split), 4096):
-            stop = min(len(split), start + 4096)
-            examples[start:stop] = split.read(start, stop)
+        examples = np.empty((stop, *first.shape), first.dtype)
+        for start in range(0, stop, 4096):
+            examples[start:min(stop, start + 4096)] = split.read(start, min(stop, start + 4096))
         examples.setflags(write=False)
-        while len(_DECODED) >= 4:
-            _DECODED.pop(next(iter(_DECODED)))
-        _DECODED[key] = examples
+        if stop == len(split) and _fits_in_memory(split):
+            while len(_DECODED) >= 4:
+                _DECODED.pop(next(iter(_DECODED)))
+            _DECODED[key] = examples
         return examples
 
 
@@ -237,9 +243,8 @@ def make_train_iterator(data_cfg: ml_collections.ConfigDict, *, seed: int, globa
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
     split = open_split(data_cfg, data_cfg.split)
     spec = _spec_for(data_cfg, split, data_cfg.split)
-    key = (split.data_dir, split.dataset_id, data_cfg.split, data_cfg.get("resolution"), len(split))
-    examples = _decoded_split(split, key)
-    if examples is not None:
+    if _fits_in_memory(split):
+        examples = _decoded_examples(split, _split_key(data_cfg, data_cfg.split, split), len(split))
         ds = grain.MapDataset.source(_ArraySource(examples)).shuffle(seed=shuffle_seed).repeat()
     else:
         ds = grain.MapDataset.source(split.batched_source()).shuffle(seed=shuffle_seed).repeat().map(split.decode)
@@ -276,10 +281,11 @@ def load_array(data_cfg: ml_collections.ConfigDict, split: str | None = None,
     n = len(source) if max_examples is None else min(int(max_examples), len(source))
     if n < 1:
         raise ValueError(f"max_examples must be >= 1, got {max_examples}.")
+    examples = _decoded_examples(source, _split_key(data_cfg, split_name, source), n)
     out = np.empty((n, *spec.element_shape), np.float32)
     for start in range(0, n, 4096):
         stop = min(n, start + 4096)
-        y = source.read(start, stop)
+        y = examples[start:stop]
         v = _add_half(y) if source.discrete else y.astype(np.float32)
         out[start:stop] = spec.stats.apply(v)
     return out, spec.stats

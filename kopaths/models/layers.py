@@ -73,14 +73,14 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, backend: str | None =
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x: jax.Array, w: jax.Array, padding, precision, kernel_spec: str = "HWIO") -> jax.Array:
+def _conv_nhwc(x: jax.Array, w: jax.Array, padding, precision, kernel_spec: str = "HWIO") -> jax.Array:
     return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", kernel_spec, "NHWC"),
                                     precision=precision)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _conv_explicit_transpose(x: jax.Array, w: jax.Array, padding, precision) -> jax.Array:
-    return _conv(x, w, padding, precision)
+    return _conv_nhwc(x, w, padding, precision)
 
 
 def _conv_explicit_transpose_jvp(padding, precision, primals, tangents):
@@ -92,10 +92,10 @@ def _conv_explicit_transpose_jvp(padding, precision, primals, tangents):
         # again, read as HWOI. Transposing this term (reverse mode) gives a plain HWIO convolution
         # of the cotangent with ``flipped``.
         flipped = lax.optimization_barrier(jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
-        terms.append(_conv(dx, jnp.flip(flipped, (0, 1)), padding, precision, "HWOI"))
+        terms.append(_conv_nhwc(dx, jnp.flip(flipped, (0, 1)), padding, precision, "HWOI"))
     if not isinstance(dw, SymbolicZero):
-        terms.append(_conv(x, dw, padding, precision))
-    return _conv(x, w, padding, precision), functools.reduce(jnp.add, terms)
+        terms.append(_conv_nhwc(x, dw, padding, precision))
+    return _conv_nhwc(x, w, padding, precision), functools.reduce(jnp.add, terms)
 
 
 _conv_explicit_transpose.defjvp(_conv_explicit_transpose_jvp, symbolic_zeros=True)
