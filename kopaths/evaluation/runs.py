@@ -92,7 +92,7 @@ def load_run(workdir: str, step: int | None = None, *, use_ema: bool = True) -> 
     from kopaths.data import data_spec  # noqa: PLC0415
     from kopaths.models import build_model  # noqa: PLC0415
     from kopaths.training.checkpointing import IncompatibleCheckpointError  # noqa: PLC0415
-    from kopaths.training.schedule import build_schedule  # noqa: PLC0415
+    from kopaths.training.path_source import build_schedule  # noqa: PLC0415
 
     step = select_steps(workdir, "latest" if step is None else str(int(step)))[0]
     ck = _checkpointer(workdir)

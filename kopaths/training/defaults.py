@@ -19,7 +19,7 @@ def path_config(name: str) -> ml_collections.ConfigDict:
 
     For ``"ko"``: ``ko_variant`` (``exact``, ``bounded`` or ``parametric``, see
     :data:`kopaths.ko.KO_VARIANTS`), ``schedule_file`` (a saved KO schedule to train on; empty:
-    solve it once from the data, see :func:`kopaths.training.schedule.build_schedule`),
+    solve it once from the data, see :func:`kopaths.training.path_source.build_schedule`),
     and the estimator sizes ``ko_num_noise``, ``ko_num_snr`` and ``ko_num_data`` (None: all training
     examples), which match the main job's ``separation`` defaults.
     """

@@ -34,7 +34,7 @@ from kopaths.training import sharding as shd
 from kopaths.training.checkpointing import Checkpointer
 from kopaths.training.optim import ema_update, make_optimizer
 from kopaths.training.run_log import MetricWriter, ProgressBar
-from kopaths.training.schedule import build_schedule
+from kopaths.training.path_source import build_schedule
 from kopaths.training.state import TrainState, init_train_state
 
 DATA_STATS_FILE = "data_stats.json"
