@@ -9,8 +9,8 @@ For each dataset and resolution this driver
 
    * ``cond_ot``: Cond-OT, uniform t;
    * ``ko_exact`` / ``ko_bounded`` / ``ko_parametric``: the KO variant, uniform t;
-   * ``ko_exact_matched`` / ``ko_bounded_matched``: the KO variant with Cond-OT's snr density and
-     loss weighting (:class:`kopaths.objective.SnrMatchedSampler`);
+   * ``ko_exact_matched`` / ``ko_bounded_matched`` / ``ko_parametric_matched``: the KO variant with
+     Cond-OT's snr density and loss weighting (:class:`kopaths.objective.SnrMatchedSampler`);
 
 3. samples every trained model along every *sampling path* (Cond-OT and each KO variant, by the
    scale-time transform from ``t = 0``, :mod:`kopaths.evaluation.along_paths`) from the same noise:
@@ -60,6 +60,7 @@ TRAIN_VARIANTS = {
     "ko_parametric": ("ko", "parametric", ""),
     "ko_exact_matched": ("ko", "exact", "cond_ot"),
     "ko_bounded_matched": ("ko", "bounded", "cond_ot"),
+    "ko_parametric_matched": ("ko", "parametric", "cond_ot"),
 }
 SAMPLING_PATHS = ("cond_ot", "ko_exact", "ko_bounded", "ko_parametric")
 BASELINE = ("cond_ot", "cond_ot")
