@@ -213,7 +213,7 @@ def _decoded_examples(split: SplitSource, key: tuple, stop: int) -> np.ndarray:
         for start in range(0, stop, 4096):
             examples[start:min(stop, start + 4096)] = split.read(start, min(stop, start + 4096))
         examples.setflags(write=False)
-        if stop == len(split) and _fits_in_memory(split):
+        if stop == len(split) and examples.nbytes <= IN_MEMORY_MAX_BYTES:
             while len(_DECODED) >= 4:
                 _DECODED.pop(next(iter(_DECODED)))
             _DECODED[key] = examples
