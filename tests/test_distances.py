@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,14 @@ def test_frechet_distance_closed_form():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)) * 2.0 + 1.0
     assert M.frechet_distance_from_features(a, b) == pytest.approx(3 * 1.0 + 3 * (2 - 1) ** 2, rel=0.1)
+    # Features constant in both sets (dead units) add only their mean difference, with no warning.
+    pad = lambda m, v: np.concatenate([m, v])  # noqa: E731
+    c1z, c2z = np.zeros((4, 4)), np.zeros((4, 4))
+    c1z[:2, :2], c2z[:2, :2] = c1, c2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = M.frechet_distance(pad(mu1, [0.0, 3.0]), c1z, pad(mu2, [0.0, 1.0]), c2z)
+    assert got == pytest.approx(want + 4.0, rel=1e-9)
     with pytest.raises(ValueError):
         M.frechet_distance(mu1, c1, mu2[:1], c2)
     with pytest.raises(ValueError):

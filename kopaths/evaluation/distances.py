@@ -37,13 +37,18 @@ def frechet_distance(mu1, cov1, mu2, cov2, eps: float = 1e-6) -> float:
     r"""Fréchet distance between :math:`\mathcal N(\mu_1, C_1)` and :math:`\mathcal N(\mu_2, C_2)`.
 
     Uses ``scipy.linalg.sqrtm`` of :math:`C_1 C_2` (as TF-FID / pytorch-fid do), adding ``eps I``
-    when the product is singular and dropping the imaginary round-off.
+    when the product is singular and dropping the imaginary round-off. Features constant in both
+    sets (dead ReLU units of a feature network) contribute only their mean difference, so the square
+    root is taken over the others: that is exact, since a zero variance of a PSD covariance zeroes its
+    row and column, and it keeps ``sqrtm`` off an exactly singular product.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.size, mu1.size):
         raise ValueError(f"Shape mismatch: mu {mu1.shape}/{mu2.shape}, cov {cov1.shape}/{cov2.shape}.")
     diff = mu1 - mu2
+    varies = (np.diag(cov1) > 0) | (np.diag(cov2) > 0)
+    cov1, cov2 = cov1[np.ix_(varies, varies)], cov2[np.ix_(varies, varies)]
     covmean = scipy.linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():
         offset = np.eye(cov1.shape[0]) * eps
