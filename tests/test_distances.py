@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
 
 from kopaths.evaluation import distances as M
 
@@ -22,6 +23,11 @@ def test_frechet_distance_closed_form():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)) * 2.0 + 1.0
     assert M.frechet_distance_from_features(a, b) == pytest.approx(3 * 1.0 + 3 * (2 - 1) ** 2, rel=0.1)
+    # Non-commuting full-rank covariances: TF-FID's trace of scipy's sqrtm(C1 C2).
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    ca, cb, ma, mb = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6), rng.normal(size=6), rng.normal(size=6)
+    tf_fid = (ma - mb) @ (ma - mb) + np.trace(ca) + np.trace(cb) - 2 * np.trace(np.real(scipy.linalg.sqrtm(ca @ cb)))
+    assert M.frechet_distance(ma, ca, mb, cb) == pytest.approx(tf_fid, rel=1e-9)
     # Features constant in both sets (dead units) add only their mean difference, with no warning.
     pad = lambda m, v: np.concatenate([m, v])  # noqa: E731
     c1z, c2z = np.zeros((4, 4)), np.zeros((4, 4))

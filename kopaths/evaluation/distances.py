@@ -12,7 +12,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
 __all__ = [
     "feature_statistics",
@@ -33,28 +32,27 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, cov1, mu2, cov2, eps: float = 1e-6) -> float:
-    r"""Fréchet distance between :math:`\mathcal N(\mu_1, C_1)` and :math:`\mathcal N(\mu_2, C_2)`.
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    r"""Fréchet distance between :math:`\mathcal N(\mu_1, C_1)` and :math:`\mathcal N(\mu_2, C_2)`,
 
-    Uses ``scipy.linalg.sqrtm`` of :math:`C_1 C_2` (as TF-FID / pytorch-fid do), adding ``eps I``
-    when the product is singular and dropping the imaginary round-off. Features constant in both
-    sets (dead ReLU units of a feature network) contribute only their mean difference, so the square
-    root is taken over the others: that is exact, since a zero variance of a PSD covariance zeroes its
-    row and column, and it keeps ``sqrtm`` off an exactly singular product.
+    .. math::  \|\mu_1-\mu_2\|^2 + \operatorname{tr} C_1 + \operatorname{tr} C_2
+               - 2 \operatorname{tr}\big(C_1^{1/2} C_2 C_1^{1/2}\big)^{1/2}.
+
+    The trace term equals TF-FID's / pytorch-fid's :math:`\operatorname{tr}\sqrt{C_1 C_2}`, but is
+    taken from the eigenvalues of the symmetric PSD matrix :math:`C_1^{1/2} C_2 C_1^{1/2}`, so
+    singular covariances (dead units of a feature network, fewer samples than features) need no
+    regularising offset and raise no warning.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.size, mu1.size):
         raise ValueError(f"Shape mismatch: mu {mu1.shape}/{mu2.shape}, cov {cov1.shape}/{cov2.shape}.")
     diff = mu1 - mu2
-    varies = (np.diag(cov1) > 0) | (np.diag(cov2) > 0)
-    cov1, cov2 = cov1[np.ix_(varies, varies)], cov2[np.ix_(varies, varies)]
-    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(cov1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
-    covmean = np.real(covmean)
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(covmean))
+    w, v = np.linalg.eigh(cov1)
+    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    inner = root1 @ cov2 @ root1
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (inner + inner.T)), 0.0, None)).sum()
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root)
 
 
 def frechet_distance_from_features(features_a, features_b) -> float:
