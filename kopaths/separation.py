@@ -53,6 +53,7 @@ __all__ = [
     "LambdaEstimate",
     "default_blocks",
     "estimate_lambda",
+    "locality_order",
     "gaussian_lambda",
     "snr_grid",
     "check_normalized",
@@ -378,6 +379,51 @@ def _host_rows(x, idx: np.ndarray) -> np.ndarray:
     return rows
 
 
+#: Leading principal components whose scores the locality order splits on.
+ORDER_COMPONENTS = 16
+
+
+def locality_order(x, *, key: jax.Array, leaf: int, components: int = ORDER_COMPONENTS,
+                   sample: int = 4096, chunk: int = 4096) -> np.ndarray:
+    r"""A permutation of the rows of ``x`` (shape ``(n, d)``) that keeps close rows together.
+
+    The rows are scored on the ``components`` leading principal directions of a random subsample
+    of ``sample`` rows (a randomised range finder with two power iterations, keyed by ``key``),
+    then split recursively at the median of the score that varies most within each cell, at
+    multiples of ``leaf``, down to cells of ``leaf`` rows (a k-d tree on the scores). Consecutive
+    ``leaf``-row chunks of the order are then the tree's cells.
+    """
+    n, d = int(x.shape[0]), int(np.prod(x.shape[1:]))
+    if n <= leaf:
+        return np.arange(n)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))  # NumPy: no compile for a host-side pass
+    sub = np.sort(rng.choice(n, min(sample, n), replace=False))
+    rows = _host_rows(x, sub).astype(np.float64)
+    mean = rows.mean(0)
+    rows -= mean
+    m = max(1, min(components, d, rows.shape[0] - 1))
+    q = rng.standard_normal((d, min(2 * m, d)))
+    for _ in range(3):  # the range finder and two power iterations
+        q, _ = np.linalg.qr(rows.T @ (rows @ q))
+    _, _, vt = np.linalg.svd(rows @ q, full_matrices=False)
+    basis = (q @ vt.T[:, :m]).astype(np.float32)
+    scores = np.concatenate([(c - mean.astype(np.float32)) @ basis for c in _row_chunks(x, n, chunk)])
+    order = np.arange(n)
+    cells = [(0, n)]
+    while cells:
+        lo, hi = cells.pop()
+        size = hi - lo
+        if size <= leaf:
+            continue
+        mid = min(max(leaf, leaf * round(size / (2 * leaf))), size - 1)
+        seg = order[lo:hi]
+        cell = scores[seg]
+        axis = int(np.argmax(cell.var(axis=0)))
+        order[lo:hi] = seg[np.argpartition(cell[:, axis], mid)]
+        cells += [(lo, lo + mid), (lo + mid, hi)]
+    return order
+
+
 def estimate_lambda(
     x,
     snr: Sequence[float] | np.ndarray | None = None,
@@ -388,6 +434,7 @@ def estimate_lambda(
     data_chunk: int | None = None,
     method: Literal["shared", "naive"] = "shared",
     prune: bool = True,
+    order: bool = True,
     check: bool = True,
     progress: bool = False,
     spectrum: bool = True,
@@ -409,6 +456,10 @@ def estimate_lambda(
         posterior weight is below ``exp(-PRUNE_MARGIN)`` of its own source point's (high snr,
         where the posterior is one-hot). The result is unchanged to float32 rounding; it is much
         faster for separated data. Shared method only.
+      order: visit the data chunks in :func:`locality_order` and the noise rows sorted by their
+        source's place in it, so that close pairs meet in few blocks and the others are pruned
+        at lower snr (1.7x less elementwise work on Fashion-MNIST). The pairs summed are the
+        same, so only the float32 summation order changes. With ``prune`` only.
       check: verify finiteness and normalisation first.
       spectrum: also measure the covariance spectrum (:func:`covariance_spectrum`), which gives
         :func:`kopaths.fit_lambda` the linear-MMSE bound and the exact small-snr behaviour.
@@ -457,8 +508,16 @@ def estimate_lambda(
     k_pad = -(-num_noise // noise_chunk) * noise_chunk
     key_idx, key_eps = jax.random.split(key)
     idx = np.asarray(jax.random.randint(key_idx, (num_noise,), 0, n))
+    row_ids = np.arange(num_noise)  # noise row i depends on (key, row id) only
+    data_order = None
+    if order and prune and method == "shared" and n > data_chunk:
+        data_order = locality_order(x, key=jax.random.fold_in(key, 3), leaf=data_chunk)
+        rank = np.empty(n, np.int64)
+        rank[data_order] = np.arange(n)
+        row_ids = np.argsort(rank[idx], kind="stable")
+        idx = idx[row_ids]
     idx = np.concatenate([idx, idx[: k_pad - num_noise]])
-    row_ids = np.arange(k_pad) % num_noise
+    row_ids = np.concatenate([row_ids, row_ids[: k_pad - num_noise]])
     rows_sharding = NamedSharding(mesh, P("k"))
     replicated = NamedSharding(mesh, P())
     acc_sharding = NamedSharding(mesh, P(None, "k"))
@@ -484,13 +543,18 @@ def estimate_lambda(
         if tqdm is not None:
             data_starts = tqdm(data_starts, desc=f"lambda-hat ({method})", unit="chunk")
     for lo in data_starts:
-        rows = np.asarray(x[lo : lo + data_chunk], np.float32)
+        if data_order is None:
+            sel = np.arange(lo, min(lo + data_chunk, n))
+            rows = np.asarray(x[lo : lo + data_chunk], np.float32)
+        else:
+            sel = data_order[lo : lo + data_chunk]
+            rows = _host_rows(x, sel)
         m = rows.shape[0]
         valid = np.arange(data_chunk) < m
         if m < data_chunk:
             rows = np.pad(rows, ((0, data_chunk - m), (0, 0)))
-        sq = np.pad(sqn[lo : lo + m], (0, data_chunk - m))
-        ids = np.arange(lo, lo + data_chunk, dtype=np.int32)
+        sq = np.pad(sqn[sel], (0, data_chunk - m))
+        ids = np.pad(sel, (0, data_chunk - m), constant_values=-1).astype(np.int32)
         xn, sqn_n, ids_n, valid_n = (jax.device_put(v, replicated) for v in (rows, sq, ids, valid))
         for c, (xi, eps, sqn_i, src_i, noise_src) in enumerate(chunks):
             accs[c] = _accumulate(accs[c], xi, eps, sqn_i, src_i, noise_src, xn, sqn_n, ids_n, valid_n, snr_dev,
@@ -509,6 +573,11 @@ def estimate_lambda(
         per_sample = per_sample - coef[:, None] * z[None, :]
     one_minus = per_sample.mean(axis=1)
     stderr = per_sample.std(axis=1, ddof=2) / np.sqrt(num_noise)
+    # At s = 0 the posterior is the prior: MMSE/d = (E||x||^2 - ||E x||^2)/d exactly. The sampled
+    # value there has a standard error of float32 rounding only, which no summation order can match.
+    at_zero = snr == 0
+    one_minus[at_zero] = (sqn.astype(np.float64).mean() - mean @ mean) / dim
+    stderr[at_zero] = 0.0
     eigenvalues = covariance_spectrum(x, key=jax.random.fold_in(key, 2)) if spectrum else None
     return LambdaEstimate(
         snr=snr,

@@ -15,7 +15,7 @@ from kopaths.separation import (
     snr_grid,
     validate_table,
 )
-from kopaths.separation import PRUNE_MARGIN, _prune_cutoff
+from kopaths.separation import PRUNE_MARGIN, _prune_cutoff, locality_order
 
 SNR = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
 
@@ -28,6 +28,16 @@ def test_gaussian_data_gives_s2_over_1_plus_s2():
     # Monte Carlo error plus the finite-sample bias of 20k points at snr <= 4.
     assert np.all(err <= 4 * est.stderr + 5e-3), (est.lam, est.stderr)
     assert abs(est.lam[0]) < 1e-6  # centred data: lambda(0) = ||mean||^2 = 0
+
+
+def test_zero_snr_is_exact_and_continues_the_sampled_values():
+    # Uncentred data: at s = 0 the posterior mean is the data mean, MMSE/d = (E||x||^2 - ||E x||^2)/d.
+    x = (np.random.default_rng(6).standard_normal((3000, 8)) * 0.9 + 0.3).astype(np.float32)
+    est = estimate_lambda(x, np.array([0.0, 1e-3, 0.5]), key=jax.random.key(7), num_noise=512, check=False)
+    x64 = x.astype(np.float64)
+    want = (np.mean(np.sum(x64**2, 1)) - np.sum(x64.mean(0) ** 2)) / 8
+    assert est.one_minus_lam[0] == pytest.approx(want, rel=1e-6) and est.stderr[0] == 0.0
+    assert abs(est.one_minus_lam[1] - want) < 1e-3 * want + 4 * est.stderr[1]
 
 
 def test_two_point_data_matches_quadrature():
@@ -77,8 +87,10 @@ def test_pruning_changes_nothing_on_paired_data_with_duplicates():
     kw = dict(key=jax.random.key(12), num_noise=400, noise_chunk=64, data_chunk=128)
     pruned = estimate_lambda(x, s, **kw)
     full = estimate_lambda(x, s, prune=False, **kw)
-    np.testing.assert_allclose(pruned.one_minus_lam, full.one_minus_lam, rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(pruned.stderr, full.stderr, rtol=1e-4, atol=1e-9)
+    unordered = estimate_lambda(x, s, order=False, **kw)
+    for est in (pruned, unordered):
+        np.testing.assert_allclose(est.one_minus_lam, full.one_minus_lam, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(est.stderr, full.stderr, rtol=1e-4, atol=1e-9)
     assert full.one_minus_lam[s > 2].max() > 1e-6  # the partners matter where most blocks are skipped
 
 
@@ -223,3 +235,17 @@ def test_estimate_roundtrip_keeps_spectrum(tmp_path):
     d["cov_eigenvalues"] = [-1.0] * 3
     with pytest.raises(ValueError, match="cov_eigenvalues"):
         LambdaEstimate.from_dict(d)
+
+
+def test_locality_order_is_a_permutation_that_groups_clusters():
+    # 12 well-separated clusters of 100 points, shuffled: chunks of the order hold few clusters.
+    rng = np.random.default_rng(21)
+    centres = 6.0 * rng.standard_normal((12, 40))
+    labels = rng.permutation(np.repeat(np.arange(12), 100))
+    x = (centres[labels] + rng.standard_normal((1200, 40))).astype(np.float32)
+    order = locality_order(x, key=jax.random.key(0), leaf=100)
+    np.testing.assert_array_equal(np.sort(order), np.arange(1200))
+    per_chunk = [len(np.unique(labels[order[lo : lo + 100]])) for lo in range(0, 1200, 100)]
+    shuffled = [len(np.unique(labels[lo : lo + 100])) for lo in range(0, 1200, 100)]
+    assert np.mean(per_chunk) <= 4.0 < 10.0 <= np.mean(shuffled)
+    np.testing.assert_array_equal(locality_order(x[:50], key=jax.random.key(0), leaf=100), np.arange(50))
