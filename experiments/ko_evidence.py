@@ -15,7 +15,8 @@ For each dataset and resolution this driver
 3. samples every trained model along every *sampling path* (Cond-OT and each KO variant, by the
    scale-time transform from ``t = 0``, :mod:`kopaths.evaluation.along_paths`) from the same noise:
    classifier-feature FD (with its bootstrap error) of ``--num_samples`` images against the whole
-   test split at Euler NFE 2/4/8/16/50 and dopri5, the dopri5 NFE and the KE along its trajectories;
+   test split at Euler NFE 2/4/8/16/50 and dopri5, the dopri5 NFE and the KE along its trajectories,
+   and each Euler sampler's solver error (RMS distance to the same path's dopri5 samples);
 4. aggregates over seeds: mean ± 95% Student-t interval, and paired per-seed differences against
    Cond-OT trained and sampled on Cond-OT (significant when the interval excludes 0).
 
@@ -195,6 +196,15 @@ def aggregate(records: dict, args) -> dict[str, Any]:
                     cell["minus_baseline"] = paired_difference(
                         [_value(records[(variant, s)], path, metric, "fd") for s in paired],
                         [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "fd") for s in paired]).to_dict()
+                if metric != "dopri5" and all("solver_rmse" in records[(variant, s)]["sampled_along"][path][metric]
+                                              for s in seeds):
+                    rmse = [_value(records[(variant, s)], path, metric, "solver_rmse") for s in seeds]
+                    cell["solver_rmse"] = mean_interval(rmse).to_dict()
+                    base = [s for s in paired if "solver_rmse" in records[(BASELINE[0], s)]["sampled_along"][BASELINE[1]][metric]]
+                    if BASELINE[1] in args.sample and len(base) >= 2:
+                        cell["solver_rmse_minus_baseline"] = paired_difference(
+                            [_value(records[(variant, s)], path, metric, "solver_rmse") for s in base],
+                            [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "solver_rmse") for s in base]).to_dict()
                 if metric == "dopri5":
                     for field in ("nfe_mean", "kinetic_energy"):
                         cell[field] = mean_interval([_value(records[(variant, s)], path, metric, field) for s in seeds]).to_dict()
@@ -225,6 +235,20 @@ def markdown(results: dict) -> list[str]:
             row += [format_cell(dop["nfe_mean"], digits=0), format_cell(dop["kinetic_energy"], digits=3)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        euler = [m for m in metrics if m != "dopri5"]
+        solver = [k for k in keys if all("solver_rmse" in cells[f"{k[0]}|{k[1]}|{m}"] for m in euler)]
+        if solver:
+            lines += ["Solver error: RMS per-coordinate distance (model space) of the Euler samples to the dopri5 "
+                      "samples along the same path from the same noise; mean ± 95% seed interval, **bold** as above "
+                      "(against Cond-OT's Euler on Cond-OT).", "",
+                      "| trained on | sampled along | " + " | ".join(m.replace("_", " ") for m in euler) + " |",
+                      "|---" * (len(euler) + 2) + "|"]
+            for variant, path in solver:
+                lines.append("| " + " | ".join([variant, path] + [
+                    format_cell(cells[f"{variant}|{path}|{m}"]["solver_rmse"],
+                                cells[f"{variant}|{path}|{m}"].get("solver_rmse_minus_baseline"), 3, arrows=True)
+                    for m in euler]) + " |")
+            lines.append("")
     return lines
 
 

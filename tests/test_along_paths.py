@@ -8,6 +8,7 @@ import pytest
 from _fields import gaussian_velocity
 from kopaths.evaluation.along_paths import evaluate_along_paths, frechet_with_bootstrap, transformed_velocity
 from kopaths.evaluation.distances import feature_statistics
+from kopaths.ode.sampling import sample_fixed
 from kopaths.schedules import CondOTSchedule, CosineSchedule, PolynomialSchedule
 
 C = 2.0
@@ -27,6 +28,11 @@ def test_every_path_reaches_the_same_samples_but_euler_errors_differ():
     for name, rec in out.items():
         assert rec["dopri5"]["error"] < 1e-3, name
         assert rec["euler_64"]["error"] < rec["euler_4"]["error"]
+        for n in (4, 64):  # the dopri5 samples are exact to 1e-3, so the solver error is the Euler error
+            x = np.asarray(sample_fixed(transformed_velocity(velocity, trained, paths[name]), x0, method="euler", nfe=n).x)
+            exact_rmse = np.sqrt(np.mean((x - target) ** 2))
+            assert rec[f"euler_{n}"]["solver_rmse"] == pytest.approx(exact_rmse, rel=0.02, abs=2e-4), (name, n)
+        assert rec["euler_64"]["solver_rmse"] < rec["euler_4"]["solver_rmse"]
         assert rec["dopri5"]["nfe_mean"] >= 7 and rec["dopri5"]["kinetic_energy"] > 0
     assert len({round(rec["euler_4"]["error"], 6) for rec in out.values()}) == 3  # the sampling path matters at low NFE
     assert transformed_velocity(velocity, trained, trained) is velocity

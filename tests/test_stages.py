@@ -41,6 +41,7 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
     assert cli.main(["run", "--outdir", out, *args]) == 0
     report = open(os.path.join(out, "report.md")).read()
     assert "## Trained models" in report and "FD Euler 2" in report and "| KO (bounded) | Cond-OT |" in report
+    assert "RMSE Euler 4" in report
     for name in ["samples.png", "nfe_quality.png", "eval_cond_ot.json", "eval_ko.json"]:
         assert os.path.exists(os.path.join(out, name)), name
     ko = json.load(open(os.path.join(out, "eval_ko.json")))

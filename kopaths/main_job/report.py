@@ -147,6 +147,16 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
                 f"| {label(p)} | {label(q)} | {fd} | {rec['dopri5'][FD_LABEL]:.2f} | {rec['dopri5']['nfe_mean']:.0f} | "
                 f"{rec['dopri5']['kinetic_energy']:.3f} | {f'{nll:.3f}' if q == p else '–'} |"
             )
+    along = [(p, q, rec) for p, r in evals.items() for q, rec in r.get("sampled_along", {p: r}).items()]
+    solver_rows = []
+    if all("solver_rmse" in rec[f"euler_{n}"] for _, _, rec in along for n in euler):
+        solver_rows = ["Solver error of each Euler sampler: RMS per-coordinate distance (model space) of its samples "
+                       "to the dopri5 samples along the same path from the same noise.", "",
+                       "| trained on | sampled along | " + " | ".join(f"RMSE Euler {n}" for n in euler) + " |",
+                       "|" + "---|" * (len(euler) + 2)]
+        solver_rows += [f"| {label(p)} | {label(q)} | " + " | ".join(f"{rec[f'euler_{n}']['solver_rmse']:.4f}" for n in euler)
+                        + " |" for p, q, rec in along]
+        solver_rows.append("")
     nll_note = next((r["nll"] for r in evals.values() if "nll" in r), {})
     return [
         "## Trained models",
@@ -166,4 +176,5 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
         f"NLL (along the training path) on {ec.num_bpd} test images with K = {nll_note.get('K')} dequantisation "
         f"sample(s) and {nll_note.get('probes')} Hutchinson probe(s). KE is measured along the dopri5 trajectories.",
         "",
+        *solver_rows,
     ]
