@@ -174,6 +174,11 @@ def _value(record, path: str, metric: str, field: str) -> float:
     return float(record["sampled_along"][path][metric][field])
 
 
+def _has(record, path: str, metric: str, field: str) -> bool:
+    """Whether an evaluation recorded ``field`` (records written before a metric existed lack it)."""
+    return field in record["sampled_along"][path][metric]
+
+
 def aggregate(records: dict, args) -> dict[str, Any]:
     """Per (training variant, sampling path, metric): the interval over the variant's finished seeds,
     and the paired difference to the baseline over the seeds both have."""
@@ -192,19 +197,21 @@ def aggregate(records: dict, args) -> dict[str, Any]:
                 cell = {"fd": mean_interval(fd).to_dict(), "per_seed": dict(zip(map(str, seeds), fd)),
                         "bootstrap_se": float(np.mean([_value(records[(variant, s)], path, metric, "fd_bootstrap_se")
                                                        for s in seeds]))}
-                if BASELINE[1] in args.sample and len(paired) >= 2:
-                    cell["minus_baseline"] = paired_difference(
-                        [_value(records[(variant, s)], path, metric, "fd") for s in paired],
-                        [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "fd") for s in paired]).to_dict()
-                if metric != "dopri5" and all("solver_rmse" in records[(variant, s)]["sampled_along"][path][metric]
-                                              for s in seeds):
+                def minus_baseline(field: str, over: list[int]) -> dict | None:
+                    if BASELINE[1] not in args.sample or len(over) < 2:
+                        return None
+                    return paired_difference(
+                        [_value(records[(variant, s)], path, metric, field) for s in over],
+                        [_value(records[(BASELINE[0], s)], BASELINE[1], metric, field) for s in over]).to_dict()
+
+                if (diff := minus_baseline("fd", paired)) is not None:
+                    cell["minus_baseline"] = diff
+                if metric != "dopri5" and all(_has(records[(variant, s)], path, metric, "solver_rmse") for s in seeds):
                     rmse = [_value(records[(variant, s)], path, metric, "solver_rmse") for s in seeds]
                     cell["solver_rmse"] = mean_interval(rmse).to_dict()
-                    base = [s for s in paired if "solver_rmse" in records[(BASELINE[0], s)]["sampled_along"][BASELINE[1]][metric]]
-                    if BASELINE[1] in args.sample and len(base) >= 2:
-                        cell["solver_rmse_minus_baseline"] = paired_difference(
-                            [_value(records[(variant, s)], path, metric, "solver_rmse") for s in base],
-                            [_value(records[(BASELINE[0], s)], BASELINE[1], metric, "solver_rmse") for s in base]).to_dict()
+                    base = [s for s in paired if _has(records[(BASELINE[0], s)], BASELINE[1], metric, "solver_rmse")]
+                    if (diff := minus_baseline("solver_rmse", base)) is not None:
+                        cell["solver_rmse_minus_baseline"] = diff
                 if metric == "dopri5":
                     for field in ("nfe_mean", "kinetic_energy"):
                         cell[field] = mean_interval([_value(records[(variant, s)], path, metric, field) for s in seeds]).to_dict()

@@ -393,7 +393,9 @@ def locality_order(x, *, key: jax.Array, leaf: int, components: int = ORDER_COMP
     multiples of ``leaf``, down to cells of ``leaf`` rows (a k-d tree on the scores). Consecutive
     ``leaf``-row chunks of the order are then the tree's cells.
     """
-    n, d = int(x.shape[0]), int(np.prod(x.shape[1:]))
+    if len(x.shape) != 2:
+        raise ValueError(f"locality_order needs rows of shape (n, d), got {tuple(x.shape)}; flatten each example first.")
+    n, d = int(x.shape[0]), int(x.shape[1])
     if n <= leaf:
         return np.arange(n)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))  # NumPy: no compile for a host-side pass

@@ -249,3 +249,5 @@ def test_locality_order_is_a_permutation_that_groups_clusters():
     shuffled = [len(np.unique(labels[lo : lo + 100])) for lo in range(0, 1200, 100)]
     assert np.mean(per_chunk) <= 4.0 < 10.0 <= np.mean(shuffled)
     np.testing.assert_array_equal(locality_order(x[:50], key=jax.random.key(0), leaf=100), np.arange(50))
+    with pytest.raises(ValueError, match="shape"):
+        locality_order(x.reshape(1200, 4, 10), key=jax.random.key(0), leaf=100)

@@ -126,28 +126,26 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
 
     grids = {label(p): np.load(os.path.join(outdir, f"samples_{p}.npy")) for p in evals}
     plotting.plot_sample_grids(os.path.join(outdir, "samples.png"), grids)
+    along = [(p, q, rec) for p, r in evals.items() for q, rec in r.get("sampled_along", {p: r}).items()]
     curves, adaptive = {}, {}
-    for p, r in evals.items():
-        for q, rec in r.get("sampled_along", {p: r}).items():
-            name = f"{label(p)} along {label(q)}"
-            nfe = [int(k.split("_")[1]) for k in rec if k.startswith("euler_")]
-            curves[name] = (nfe, [rec[f"euler_{n}"][FD_LABEL] for n in nfe])
-            adaptive[name] = (rec["dopri5"]["nfe_mean"], rec["dopri5"][FD_LABEL])
+    for p, q, rec in along:
+        name = f"{label(p)} along {label(q)}"
+        nfe = [int(k.split("_")[1]) for k in rec if k.startswith("euler_")]
+        curves[name] = (nfe, [rec[f"euler_{n}"][FD_LABEL] for n in nfe])
+        adaptive[name] = (rec["dopri5"]["nfe_mean"], rec["dopri5"][FD_LABEL])
     plotting.plot_nfe_quality(os.path.join(outdir, "nfe_quality.png"), curves, adaptive, ylabel="FD (classifier features)")
     ec, tc = cfg.evaluate, cfg.train
     euler = list(ec.euler_nfe)
     head = ("| trained on | sampled along | " + " | ".join(f"FD Euler {n}" for n in euler)
             + " | FD dopri5 | NFE dopri5 | KE (model) | NLL (bits/dim) |")
     rows = [head, "|" + "---|" * (len(euler) + 6)]
-    for p, r in evals.items():
-        nll = r.get("nll", {}).get("bits_per_dim", float("nan"))
-        for q, rec in r.get("sampled_along", {p: r}).items():
-            fd = " | ".join(f"{rec[f'euler_{n}'][FD_LABEL]:.2f}" for n in euler)
-            rows.append(
-                f"| {label(p)} | {label(q)} | {fd} | {rec['dopri5'][FD_LABEL]:.2f} | {rec['dopri5']['nfe_mean']:.0f} | "
-                f"{rec['dopri5']['kinetic_energy']:.3f} | {f'{nll:.3f}' if q == p else '–'} |"
-            )
-    along = [(p, q, rec) for p, r in evals.items() for q, rec in r.get("sampled_along", {p: r}).items()]
+    for p, q, rec in along:
+        nll = evals[p].get("nll", {}).get("bits_per_dim", float("nan"))
+        fd = " | ".join(f"{rec[f'euler_{n}'][FD_LABEL]:.2f}" for n in euler)
+        rows.append(
+            f"| {label(p)} | {label(q)} | {fd} | {rec['dopri5'][FD_LABEL]:.2f} | {rec['dopri5']['nfe_mean']:.0f} | "
+            f"{rec['dopri5']['kinetic_energy']:.3f} | {f'{nll:.3f}' if q == p else '–'} |"
+        )
     solver_rows = []
     if all("solver_rmse" in rec[f"euler_{n}"] for _, _, rec in along for n in euler):
         solver_rows = ["Solver error of each Euler sampler: RMS per-coordinate distance (model space) of its samples "
