@@ -8,7 +8,9 @@ import pytest
 from kopaths.models import MLP, UNet, build_model, count_params
 from jax import lax
 
+from kopaths.models import layers
 from kopaths.models.layers import attention, convolution, timestep_embedding
+from kopaths.models.unet import GroupNorm
 
 TINY_UNET = dict(name="unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,),
                  num_heads=2, dropout=0.1)
@@ -115,8 +117,34 @@ def test_build_model_errors():
     assert isinstance(build_model(dict(name="unet", channel_mult=[1, 2], dtype="bfloat16")), UNet)
 
 
-@pytest.mark.parametrize("batch", [5, 8, 12])  # map of single elements, no map, map of chunks of 4
-def test_cpu_attention_matches_xla_attention_and_its_gradient(batch):
+@pytest.mark.parametrize("channels,max_groups", [(8, 32), (24, 8), (12, 32), (6, 1)])
+def test_group_norm_matches_flax_in_values_and_gradients(channels, max_groups):
+    import flax.linen as nn  # noqa: PLC0415
+
+    kx, ks, kb, kp = jax.random.split(jax.random.key(channels), 4)
+    x = 1.0 + 2.0 * jax.random.normal(kx, (3, 5, 4, channels))
+    params = {"params": {"GroupNorm_0": {"scale": 1.0 + jax.random.normal(ks, (channels,)),
+                                         "bias": jax.random.normal(kb, (channels,))}}}
+    probe = jax.random.normal(kp, x.shape)
+    ours = GroupNorm(max_groups)
+    groups = int(np.gcd(channels, max_groups))
+    flax_gn = lambda p, x: nn.GroupNorm(num_groups=groups, epsilon=1e-5).apply(  # noqa: E731
+        {"params": p["params"]["GroupNorm_0"]}, x)
+    assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(params)
+    np.testing.assert_allclose(ours.apply(params, x), flax_gn(params, x), atol=2e-5)
+    loss = lambda fn: lambda p, x: jnp.sum(jnp.tanh(fn(p, x)) * probe)  # noqa: E731
+    grads = jax.grad(loss(ours.apply), argnums=(0, 1))(params, x)
+    ref = jax.grad(loss(flax_gn), argnums=(0, 1))(params, x)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(g, g_ref, atol=5e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="NHWC"):
+        ours.apply(params, x[0])
+
+
+@pytest.mark.parametrize("batch,budget_elements", [(5, 1), (8, 8), (12, 4), (12, 5), (6, 100)])
+def test_cpu_attention_matches_xla_attention_and_its_gradient(batch, budget_elements, monkeypatch):
+    # budget of 1 and (5, ...): map of single elements; 8 of 8: no map; 12 within 4 or 5: map of chunks of 4
+    monkeypatch.setattr(layers, "CPU_ATTENTION_SCORE_BYTES", budget_elements * 4 * 2 * 10 * 10)
     q, k, v = jax.random.normal(jax.random.key(batch), (3, batch, 10, 2, 4))
     probe = jax.random.normal(jax.random.key(99), (batch, 10, 2, 4))
 
