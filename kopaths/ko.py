@@ -63,7 +63,6 @@ __all__ = [
     "KO_VARIANTS",
     "DEFAULT_KO_VARIANT",
     "DEFAULT_KO_REFERENCE",
-    "DEFAULT_KO_SAMPLING",
     "solve_ko",
     "solve_ko_variant",
     "solve_ko_from_estimate",
@@ -391,11 +390,6 @@ DEFAULT_KO_VARIANT = "bounded"
 #: train with Cond-OT's snr density and loss weighting (:class:`kopaths.objective.SnrMatchedSampler`);
 #: empty would mean the KO path's own uniform time. The README's evidence section says why.
 DEFAULT_KO_REFERENCE = "cond_ot"
-
-#: The KO variant the main job also samples every trained model along (``evaluate.also_along_ko``):
-#: at 7x7 a model trained on the bounded path samples better along the parametric one at Euler
-#: 2-16 (paired over 3 seeds; the README's evidence section).
-DEFAULT_KO_SAMPLING = "parametric"
 
 #: Named KO variants, as configs select them (``path.ko_variant``).
 KO_VARIANTS: dict[str, dict[str, Any]] = {

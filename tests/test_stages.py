@@ -36,7 +36,7 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
         "--config.train.model.attention_resolutions=()", "--config.train.total_steps=4",
         "--config.train.global_batch_size=8", "--config.train.checkpoint.every_steps=2",
         "--config.evaluate.num_samples=16", "--config.evaluate.num_bpd=4", "--config.evaluate.euler_nfe=(2,4)",
-        "--config.evaluate.tol=0.01",
+        "--config.evaluate.tol=0.01", "--config.evaluate.also_along_ko=('parametric',)",
     ]
     assert cli.main(["run", "--outdir", out, *args]) == 0
     report = open(os.path.join(out, "report.md")).read()

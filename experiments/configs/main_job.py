@@ -17,7 +17,7 @@ import ml_collections
 
 from kopaths.configs import parse_arg
 from kopaths.data import default_data_config
-from kopaths.ko import DEFAULT_KO_SAMPLING, DEFAULT_KO_VARIANT
+from kopaths.ko import DEFAULT_KO_VARIANT
 from kopaths.training.defaults import base_config
 
 
@@ -54,7 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train = trainer_config()
     c.evaluate = ml_collections.ConfigDict(dict(
         num_samples=128, euler_nfe=(2, 4, 8, 16), tol=1e-3, num_bpd=16, num_importance=1, num_probes=1,
-        classifier_epochs=1, also_along_ko=(DEFAULT_KO_SAMPLING,),
+        # Every model is sampled along every trained path; also_along_ko=("parametric",) adds a KO variant.
+        classifier_epochs=1, also_along_ko=(),
     ))
     if variant == "runlocal":
         c.data.resolution = 7

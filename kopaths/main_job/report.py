@@ -156,13 +156,14 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
                         + " |" for p, q, rec in along]
         solver_rows.append("")
     nll_note = next((r["nll"] for r in evals.values() if "nll" in r), {})
+    extra_ko = list(ec.get("also_along_ko", ()))
+    also = f", and along the KO variants {extra_ko} (`evaluate.also_along_ko`)," if extra_ko else ""
     return [
         "## Trained models",
         f"U-Net ({tc.model.model_channels} channels, multipliers {tuple(tc.model.channel_mult)}) trained for "
         f"{tc.total_steps} steps at batch {tc.global_batch_size} on each path, EMA weights. These are short "
         "CPU runs that show the pipeline end to end, not converged models. Every model is also sampled along "
-        "the other trained paths, and along the KO variants of `evaluate.also_along_ko`, by the scale-time "
-        "transform (same noise, same network).",
+        f"the other trained paths{also} by the scale-time transform (same noise, same network).",
         "",
         "![samples](samples.png)",
         "",
