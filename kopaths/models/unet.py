@@ -56,8 +56,9 @@ class GroupNorm(nn.Module):
     variance of each example's group of channels over all pixels, as :class:`flax.linen.GroupNorm`
     (same parameters, same values to float32 rounding). The statistics come from per-channel sums
     over ``(H, W)``, which reduce along the contiguous channel axis, and the normalisation is one
-    per-channel multiply-add: 1.3x faster per U-Net train step on CPU than reducing the
-    ``(B, H, W, groups, C/groups)`` view that flax forms.
+    per-channel multiply-add. On CPU the U-Net train step is 1.1-1.2x faster than with flax's
+    reduction of the ``(B, H, W, groups, C/groups)`` view, which XLA fuses back into the
+    elementwise loop (``scripts/bench_train_step.py``; the README's benchmark notes).
     """
 
     max_groups: int = 32
