@@ -54,11 +54,11 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, backend: str | None =
 
     On accelerators this is :func:`jax.nn.dot_product_attention` (XLA picks fused kernels). On CPU
     it is plain softmax attention, which XLA:CPU runs 1.2x (14x14 tokens) to 1.4x (7x7) faster
-    forward and backward than :func:`jax.nn.dot_product_attention` at batch 32. Its ``T x T`` scores are formed
-    for the whole batch when they fit in :data:`CPU_ATTENTION_SCORE_BYTES` (the fastest choice at the
-    U-Net's sizes), else for the largest divisor of the batch that fits, one slice after another by
-    :func:`jax.lax.map`, so that memory stays bounded at large batches or token counts. Same values
-    to float32 rounding.
+    forward and backward than :func:`jax.nn.dot_product_attention` at batch 32. Its ``T x T``
+    scores are formed for the whole batch when they fit in :data:`CPU_ATTENTION_SCORE_BYTES` (the
+    fastest choice at the U-Net's sizes), else for the largest divisor of the batch that fits, one
+    slice after another by :func:`jax.lax.map`, so that memory stays bounded at large batches or
+    token counts. Same values to float32 rounding.
     """
     backend = jax.default_backend() if backend is None else backend
     if backend != "cpu":

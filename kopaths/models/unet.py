@@ -67,6 +67,7 @@ class GroupNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"GroupNorm expects NHWC activations, got shape {x.shape}.")
+        # Named as flax's GroupNorm submodule was, so checkpoints written before this module keep loading.
         norm = _GroupNormStats(groups=_groups(x.shape[-1], self.max_groups), name="GroupNorm_0")
         return norm(x.astype(jnp.float32)).astype(x.dtype)
 
