@@ -188,9 +188,14 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     features = {}
     if args.classifier:
-        from kopaths.evaluation.classifier import FD_LABEL, classifier_features, load_classifier
+        from kopaths.evaluation.classifier import FD_LABEL, classifier_features, load_builtin_classifier, load_classifier
 
-        clf_params, _ = load_classifier(args.classifier)
+        if args.classifier == "builtin":
+            from kopaths.evaluation.runs import load_run
+
+            clf_params, _ = load_builtin_classifier(load_run(args.workdir).config.data)
+        else:
+            clf_params, _ = load_classifier(args.classifier)
         features[FD_LABEL] = lambda imgs: classifier_features(clf_params, imgs)
     if args.inception:
         from kopaths.evaluation.inception import make_feature_fn
@@ -263,7 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--num_bpd", type=int, default=500)
     ev.add_argument("--K", type=int, default=1, help="uniform-dequantisation importance samples")
     ev.add_argument("--probes", type=int, default=0, help="Hutchinson probes (0: exact divergence when d <= 64)")
-    ev.add_argument("--classifier", default=None, help="saved FD classifier (python -m kopaths.evaluation.classifier)")
+    ev.add_argument("--classifier", default=None, help="saved FD classifier (python -m kopaths.evaluation.classifier), or 'builtin': "
+                    "the shipped one for the run's dataset (Fashion-MNIST at 28x28), as the main job uses")
     ev.add_argument("--inception", action="store_true", help="also FID with the converted TF-FID Inception weights")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", default=None, help="JSON path (default <workdir>/eval.json)")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kopaths.data import default_data_config
 from kopaths.ode import sampling as S
 from kopaths.evaluation.runs import FlaxVelocity
 from kopaths.evaluation import classifier as C
@@ -40,6 +43,57 @@ def test_classifier_fd_roundtrip(tmp_path):
     with pytest.raises(ValueError):
         C.train_classifier(x[:, 0], y, key=jax.random.key(0))
     assert "not comparable" in C.FD_LABEL
+
+
+REAL_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def _fmnist_test_images(n):
+    from kopaths.data.idx import find_idx_file, read_idx
+
+    images = read_idx(find_idx_file(REAL_FASHION_MNIST, "t10k-images-idx3-ubyte"))[:n, :, :, None]
+    return images, read_idx(find_idx_file(REAL_FASHION_MNIST, "t10k-labels-idx1-ubyte"))[:n]
+
+
+def test_builtin_classifier_is_only_for_its_dataset_at_native_resolution():
+    fmnist = default_data_config("fashion_mnist")
+    assert C.builtin_classifier_file(fmnist).endswith("fd_classifier_fashion_mnist.npz")
+    fmnist.resolution = 28
+    assert C.builtin_classifier_file(fmnist) is not None
+    fmnist.resolution = 14
+    assert C.builtin_classifier_file(fmnist) is None
+    assert C.builtin_classifier_file(default_data_config("mnist")) is None
+    with pytest.raises(ValueError, match="No shipped FD classifier"):
+        C.load_builtin_classifier(fmnist)
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL_FASHION_MNIST), reason="dataset-fashion-mnist is not installed")
+def test_builtin_classifier_classifies_fashion_mnist(tmp_path):
+    cfg = default_data_config("fashion_mnist")
+    params, meta = C.load_builtin_classifier(cfg)
+    assert meta["dataset"] == "fashion_mnist" and meta["epochs"] == "1" and meta["seed"] == "0"
+    x, y = _fmnist_test_images(2000)
+    assert C.classifier_accuracy(params, x, y) > 0.85  # 0.876 on the whole test split
+    # cached_classifier hands out the shipped network without training or writing anything.
+    out = tmp_path / "clf.npz"
+    got = C.cached_classifier(cfg, str(out), epochs=1, builtin=True)
+    assert not out.exists()
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), got, params))
+
+
+def test_damaged_builtin_classifier_is_refused(tmp_path, monkeypatch):
+    name, res, sha = C.BUILTIN_CLASSIFIERS["fashion_mnist"]
+    shipped = C.builtin_classifier_file(default_data_config("fashion_mnist"))
+    data = bytearray(open(shipped, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / name).write_bytes(bytes(data))
+    monkeypatch.setattr(C, "__file__", str(tmp_path / "classifier.py"))
+    with pytest.raises(ValueError, match="damaged"):
+        C.load_builtin_classifier(default_data_config("fashion_mnist"))
+    (tmp_path / "weights" / name).unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        C.load_builtin_classifier(default_data_config("fashion_mnist"))
 
 
 class _Lin(nn.Module):

@@ -51,5 +51,8 @@ def test_report_writes_markdown_and_figures(stage_outputs):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     assert "Training uses the **bounded** variant" in text and "## extra" in text and "m2 = tr(C^2)/d" in text
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]  # every file was written atomically
+    assert "total 1 s." in text  # no training recorded: no evaluation / training ratio
+    timed = report.run_report(cfg, out, est, lam, variants, energies, {"evaluation": 100.0, "training": 300.0}, [])
+    assert "training 300 s, evaluation 100 s; total 400 s (evaluation / training = 0.33)." in open(timed).read()
     with open(os.path.join(out, "diagnostics.json")) as f:
         assert set(json.load(f)) == set(report.reference_schedules(variants))

@@ -42,6 +42,8 @@ def test_full_main_job_with_tiny_models(tmp_path, tiny_args):
     report = open(os.path.join(out, "report.md")).read()
     assert "## Trained models" in report and "FD Euler 2" in report and "| KO (bounded) | Cond-OT |" in report
     assert "RMSE Euler 4" in report
+    # no shipped classifier at 7x7: one is trained in the output folder, and the report says so
+    assert "trained on the training split in this run" in report and os.path.exists(os.path.join(out, "fd_classifier.npz"))
     for name in ["samples.png", "nfe_quality.png", "eval_cond_ot.json", "eval_ko.json"]:
         assert os.path.exists(os.path.join(out, name)), name
     ko = json.load(open(os.path.join(out, "eval_ko.json")))
@@ -94,6 +96,7 @@ def test_same_seed_gives_bit_identical_results(tmp_path, tiny_args):
     [
         (["--config.data.source_path=/nonexistent/folder", "--config.data.data_dir=/tmp/kopaths-empty-dir"], "error"),
         (["--config.ko.sigma_min=1.5"], "sigma_min"),
+        (["--config.evaluate.fd_classifier=inception"], "fd_classifier"),
         (["--config", "/nonexistent/config.py"], "does not exist"),
     ],
 )

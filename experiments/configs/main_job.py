@@ -8,7 +8,8 @@ Sections: ``seed``; ``data`` (:func:`kopaths.data.default_data_config`); ``separ
 ``num_data`` examples, ``num_noise`` = k, ``num_snr`` grid points, device blocks); ``ko``
 (``sigma_min``, the ``variant`` trained on, the shooting check); ``train_paths`` (the paths trained,
 empty to skip training); ``train`` (the trainer config every path is trained with: the same schema as
-``fmnist_unet.py``; its ``path`` section is set per path); ``evaluate`` (sample and likelihood sizes).
+``fmnist_unet.py``; its ``path`` section is set per path); ``evaluate`` (sample and likelihood sizes,
+the paths sampled along, and the FD classifier: shipped or trained in the output folder).
 The sizes are tuned to a 2-core CPU: a 1.2M-parameter U-Net (attention only at 7x7, since attention
 over 28x28 tokens is 10x slower on CPU), 400 steps at batch 32 per path.
 """
@@ -55,7 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evaluate = ml_collections.ConfigDict(dict(
         num_samples=128, euler_nfe=(2, 4, 8, 16), tol=1e-3, num_bpd=16, num_importance=1, num_probes=1,
         # Every model is sampled along every trained path; also_along_ko=("parametric",) adds a KO variant.
-        classifier_epochs=1, also_along_ko=(),
+        also_along_ko=(),
+        # FD features: the shipped network where the dataset has one (Fashion-MNIST at 28x28), else a
+        # classifier trained for classifier_epochs in the output folder; "train" always trains one.
+        fd_classifier="builtin", classifier_epochs=1,
     ))
     if variant == "runlocal":
         c.data.resolution = 7

@@ -10,11 +10,17 @@ features of a small CNN trained once on the dataset's training split:
 evaluated with the *same* saved classifier. Images enter as NHWC values in ``[0, 255]``.
 
     python -m kopaths.evaluation.classifier --dataset fashion_mnist --output ~/.cache/kopaths/clf_fashion_mnist.npz
+
+For Fashion-MNIST at its native 28x28 the package ships one such network
+(:data:`BUILTIN_CLASSIFIERS`, ``weights/``): a fixed part of the metric, as InceptionV3 is of FID,
+so FDs of different runs and machines are comparable and no run spends time training it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import os
 import time
 from typing import Any
@@ -38,9 +44,21 @@ __all__ = [
     "load_classifier",
     "labelled_images",
     "cached_classifier",
+    "BUILTIN_CLASSIFIERS",
+    "builtin_classifier_file",
+    "load_builtin_classifier",
 ]
 
 FD_LABEL = "FD (classifier features, not comparable to published FID)"
+
+#: Shipped classifiers: dataset -> (file under ``weights/``, native resolution, SHA-256 of the file).
+#: Fashion-MNIST's was trained by ``python -m kopaths.evaluation.classifier --dataset fashion_mnist
+#: --epochs 1 --seed 0`` (test accuracy 0.876): bit for bit the network the main job trained in every
+#: run before it shipped, so the FDs of earlier main-job reports stand.
+BUILTIN_CLASSIFIERS: dict[str, tuple[str, int, str]] = {
+    "fashion_mnist": ("fd_classifier_fashion_mnist.npz", 28,
+                      "cea665c4f6bd912b5bd3255d70d13057027f2a8d5f15b17f29a8c2371e44e748"),
+}
 
 
 class SmallCNN(nn.Module):
@@ -107,11 +125,15 @@ def train_classifier(
     return params
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _apply(params, x, num_classes: int, features_only: bool) -> jax.Array:
+    return SmallCNN(num_classes).apply({"params": params}, x, features_only=features_only)
+
+
 def _apply_batched(params, images, batch_size: int, features_only: bool) -> np.ndarray:
     images = _check_images(images)
-    num_classes = params["Dense_1"]["kernel"].shape[-1]
-    fn = jax.jit(lambda p, x: SmallCNN(num_classes).apply({"params": p}, x, features_only=features_only))
-    return np.concatenate([np.asarray(fn(params, jnp.asarray(images[i : i + batch_size])))
+    num_classes = int(params["Dense_1"]["kernel"].shape[-1])
+    return np.concatenate([np.asarray(_apply(params, jnp.asarray(images[i : i + batch_size]), num_classes, features_only))
                            for i in range(0, len(images), batch_size)])
 
 
@@ -171,8 +193,39 @@ def labelled_images(data_cfg, split: str, n: int | None = None) -> tuple[np.ndar
     return np.stack([src.decode(r) for r in recs]), np.asarray([int(r["label"]) for r in recs])
 
 
-def cached_classifier(data_cfg, path: str, *, epochs: int = 2, seed: int = 0) -> dict[str, Any]:
-    """The classifier saved at ``path``, trained there first on ``data_cfg``'s training split if absent."""
+def builtin_classifier_file(data_cfg) -> str | None:
+    """The shipped classifier for ``data_cfg`` (its dataset at the native resolution), else ``None``."""
+    entry = BUILTIN_CLASSIFIERS.get(data_cfg.name)
+    if entry is None or data_cfg.get("resolution") not in (None, entry[1]):
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", entry[0])
+
+
+def load_builtin_classifier(data_cfg) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(params, meta)`` of the shipped classifier for ``data_cfg``, after checking the file's SHA-256."""
+    path = builtin_classifier_file(data_cfg)
+    if path is None:
+        raise ValueError(f"No shipped FD classifier for dataset {data_cfg.name!r} at resolution "
+                         f"{data_cfg.get('resolution')}; shipped: { {k: v[1] for k, v in BUILTIN_CLASSIFIERS.items()} }.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"The shipped FD classifier {path} is missing; reinstall kopaths.")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    expected = BUILTIN_CLASSIFIERS[data_cfg.name][2]
+    if digest != expected:
+        raise ValueError(f"The shipped FD classifier {path} is damaged (SHA-256 {digest}, expected {expected}); "
+                         "restore it from the repository.")
+    return load_classifier(path)
+
+
+def cached_classifier(data_cfg, path: str, *, epochs: int = 2, seed: int = 0, builtin: bool = False) -> dict[str, Any]:
+    """The classifier saved at ``path``, trained there first on ``data_cfg``'s training split if absent.
+
+    With ``builtin``, the shipped network (:func:`load_builtin_classifier`) is used instead wherever
+    ``data_cfg`` has one; nothing is trained or written then.
+    """
+    if builtin and builtin_classifier_file(data_cfg) is not None:
+        return load_builtin_classifier(data_cfg)[0]
     if not os.path.exists(os.path.expanduser(path)):
         images, labels = labelled_images(data_cfg, data_cfg.get("split", "train"))
         params = train_classifier(images, labels, key=jax.random.key(seed), num_classes=int(labels.max()) + 1,

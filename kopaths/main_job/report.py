@@ -73,7 +73,9 @@ def run_report(cfg, outdir: str, est: LambdaEstimate, lam: LambdaFit, ko: dict[s
         f"({est.seconds:.1f} s); m2 = tr(C^2)/d = {est.m2:.2f}.",
         "",
         "Wall time of the stages (summed over resumed runs): "
-        + (", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + f"; total {sum(seconds.values()):.0f} s."
+        + (", ".join(f"{k} {v:.0f} s" for k, v in sorted(seconds.items(), key=_stage_order)) + f"; total {sum(seconds.values()):.0f} s"
+           + (f" (evaluation / training = {seconds['evaluation'] / seconds['training']:.2f})."
+              if seconds.get("training") and "evaluation" in seconds else ".")
            if seconds else "not recorded."),
         "",
         "## Data separation function",
@@ -113,6 +115,22 @@ def run_report(cfg, outdir: str, est: LambdaEstimate, lam: LambdaFit, ko: dict[s
     path = os.path.join(outdir, "report.md")
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _classifier_note(cfg) -> str:
+    from kopaths.main_job.trained_models import CLASSIFIER_FILE, fd_classifier_source  # noqa: PLC0415
+
+    if fd_classifier_source(cfg) == "shipped":
+        return "the shipped classifier (`kopaths.evaluation.classifier.BUILTIN_CLASSIFIERS`, the same in every run)"
+    return f"a classifier trained on the training split in this run (`{CLASSIFIER_FILE}`)"
+
+
+_STAGES = ("lambda-hat", "KO solve", "training", "evaluation")
+
+
+def _stage_order(item: tuple[str, float]) -> tuple[int, str]:
+    """Pipeline order (``timings.json`` stores the stages sorted by name)."""
+    return (_STAGES.index(item[0]) if item[0] in _STAGES else len(_STAGES), item[0])
 
 
 def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
@@ -171,7 +189,8 @@ def model_section(cfg, outdir: str, evals: dict[str, Any]) -> list[str]:
         "",
         *rows,
         "",
-        f"FD is the {FD_LABEL}, on {ec.num_samples} samples against held-out images. dopri5 at rtol = atol = {ec.tol}. "
+        f"FD is the {FD_LABEL}, on {ec.num_samples} samples against held-out images, in the features of "
+        f"{_classifier_note(cfg)}. dopri5 at rtol = atol = {ec.tol}. "
         f"NLL (along the training path) on {ec.num_bpd} test images with K = {nll_note.get('K')} dequantisation "
         f"sample(s) and {nll_note.get('probes')} Hutchinson probe(s). KE is measured along the dopri5 trajectories.",
         "",

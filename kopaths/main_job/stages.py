@@ -39,6 +39,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     check_sigma_min(cfg.ko.sigma_min)
     if cfg.ko.variant not in KO_VARIANTS:
         raise ValueError(f"ko.variant must be one of {list(KO_VARIANTS)}, got {cfg.ko.variant!r}.")
+    if cfg.evaluate.get("fd_classifier", "builtin") not in ("builtin", "train"):
+        raise ValueError(f"evaluate.fd_classifier must be 'builtin' or 'train', got {cfg.evaluate.fd_classifier!r}.")
     for variant in cfg.evaluate.get("also_along_ko", ()):
         if variant not in KO_VARIANTS:
             raise ValueError(f"evaluate.also_along_ko entries must be in {list(KO_VARIANTS)}, got {variant!r}.")

@@ -22,7 +22,7 @@ from kopaths.io import atomic_write_text, save_npy
 from kopaths.ko import DEFAULT_KO_REFERENCE, load_ko_schedule
 from kopaths.schedules import path_spec
 
-__all__ = ["trainer_config", "run_training", "run_evaluation"]
+__all__ = ["trainer_config", "run_training", "fd_classifier_source", "run_evaluation"]
 
 CLASSIFIER_FILE = "fd_classifier.npz"
 GRID_SAMPLES = 64
@@ -67,11 +67,20 @@ def run_training(cfg: ml_collections.ConfigDict, outdir: str) -> dict[str, str]:
     return workdirs
 
 
+def fd_classifier_source(cfg: ml_collections.ConfigDict) -> str:
+    """Where the FD features come from: ``"shipped"`` (the package's network for the dataset, with
+    ``evaluate.fd_classifier = "builtin"``) or ``"trained"`` (in the output folder, ``CLASSIFIER_FILE``)."""
+    from kopaths.evaluation.classifier import builtin_classifier_file  # noqa: PLC0415
+
+    builtin = cfg.evaluate.get("fd_classifier", "builtin") == "builtin"
+    return "shipped" if builtin and builtin_classifier_file(cfg.data) is not None else "trained"
+
+
 def _classifier(cfg: ml_collections.ConfigDict, outdir: str):
     from kopaths.evaluation.classifier import cached_classifier  # noqa: PLC0415
 
     return cached_classifier(cfg.data, os.path.join(outdir, CLASSIFIER_FILE), epochs=int(cfg.evaluate.classifier_epochs),
-                             seed=int(cfg.seed))
+                             seed=int(cfg.seed), builtin=fd_classifier_source(cfg) == "shipped")
 
 
 def run_evaluation(cfg: ml_collections.ConfigDict, outdir: str, workdirs: dict[str, str]) -> dict[str, Any]:
