@@ -234,3 +234,13 @@ def test_kill_9_during_training_then_resume_matches_an_uninterrupted_run(tiny_da
     strip = lambda records: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")} for r in records]
     assert strip(read_metrics(killed)) == strip(read_metrics(clean))
     assert [r["step"] for r in read_metrics(killed)] == list(range(1, total + 1))
+
+
+def test_evaluate_with_the_builtin_classifier_needs_a_dataset_that_has_one(tiny_data_args, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    done = subprocess.run([*KOPATHS, *_train_args(tiny_data_args, workdir), "--config.train.total_steps=2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert cli.main(["evaluate", "--workdir", workdir, "--classifier", "builtin"]) == 2  # a 7x7 run: none shipped
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("kopaths evaluate: error:") and "No shipped FD classifier" in last
