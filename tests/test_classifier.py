@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from kopaths.data import default_data_config
+from kopaths.data.builders import default_fashion_mnist_dir, locate_fashion_mnist
+from kopaths.data.idx import read_idx
 from kopaths.ode import sampling as S
 from kopaths.evaluation.runs import FlaxVelocity
 from kopaths.evaluation import classifier as C
@@ -45,14 +47,9 @@ def test_classifier_fd_roundtrip(tmp_path):
     assert "not comparable" in C.FD_LABEL
 
 
-REAL_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
 def _fmnist_test_images(n):
-    from kopaths.data.idx import find_idx_file, read_idx
-
-    images = read_idx(find_idx_file(REAL_FASHION_MNIST, "t10k-images-idx3-ubyte"))[:n, :, :, None]
-    return images, read_idx(find_idx_file(REAL_FASHION_MNIST, "t10k-labels-idx1-ubyte"))[:n]
+    images, labels = locate_fashion_mnist(default_fashion_mnist_dir())["test"]
+    return read_idx(images)[:n, :, :, None], read_idx(labels)[:n]
 
 
 def test_builtin_classifier_is_only_for_its_dataset_at_native_resolution():
@@ -67,7 +64,7 @@ def test_builtin_classifier_is_only_for_its_dataset_at_native_resolution():
         C.load_builtin_classifier(fmnist)
 
 
-@pytest.mark.skipif(not os.path.isdir(REAL_FASHION_MNIST), reason="dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(not os.path.isdir(default_fashion_mnist_dir()), reason="dataset-fashion-mnist is not installed")
 def test_builtin_classifier_classifies_fashion_mnist(tmp_path):
     cfg = default_data_config("fashion_mnist")
     params, meta = C.load_builtin_classifier(cfg)
@@ -82,7 +79,7 @@ def test_builtin_classifier_classifies_fashion_mnist(tmp_path):
 
 
 def test_damaged_builtin_classifier_is_refused(tmp_path, monkeypatch):
-    name, res, sha = C.BUILTIN_CLASSIFIERS["fashion_mnist"]
+    name = C.BUILTIN_CLASSIFIERS["fashion_mnist"][0]
     shipped = C.builtin_classifier_file(default_data_config("fashion_mnist"))
     data = bytearray(open(shipped, "rb").read())
     data[len(data) // 2] ^= 0xFF
