@@ -191,9 +191,9 @@ def _cmd_evaluate(args) -> int:
         from kopaths.evaluation.classifier import FD_LABEL, classifier_features, load_builtin_classifier, load_classifier
 
         if args.classifier == "builtin":
-            from kopaths.evaluation.runs import load_run
+            from kopaths.evaluation.runs import read_run_config
 
-            clf_params, _ = load_builtin_classifier(load_run(args.workdir).config.data)
+            clf_params, _ = load_builtin_classifier(read_run_config(args.workdir).data)
         else:
             clf_params, _ = load_classifier(args.classifier)
         features[FD_LABEL] = lambda imgs: classifier_features(clf_params, imgs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.configs.tiny import tiny_config
-from kopaths.evaluation.runs import load_run
+from kopaths.evaluation.runs import load_run, read_run_config
 from kopaths.training.checkpointing import CheckpointError, Checkpointer, IncompatibleCheckpointError
 from kopaths.training.run_log import read_metrics
 from kopaths.training.trainer import train
@@ -86,6 +86,19 @@ def test_saved_config_and_parameters_without_rebuilding_the_optimiser(trained_wo
     run = load_run(trained_workdir)
     np.testing.assert_array_equal(
         np.asarray(jax.tree.leaves(run.velocity.params)[0]), np.asarray(jax.tree.leaves(saved["ema_params"])[0]))
+
+
+def test_run_config_is_read_without_the_arrays(trained_workdir, tmp_path):
+    assert read_run_config(trained_workdir).to_dict() == load_run(trained_workdir).config.to_dict()
+    assert read_run_config(trained_workdir, 2).total_steps == 4
+    workdir = _copy(trained_workdir, tmp_path)
+    _damage(os.path.join(workdir, "checkpoints", "4"), "delete")  # no array chunk is left to read
+    assert read_run_config(workdir).model.name == "mlp"
+    with pytest.raises(CheckpointError):
+        load_run(workdir)
+    _damage(os.path.join(workdir, "checkpoints", "4"), "garbage_config")
+    with pytest.raises(CheckpointError, match="checkpoints/4 is corrupt"):
+        read_run_config(workdir)
 
 
 def test_parameters_that_do_not_fit_the_model_are_refused(trained_workdir, tmp_path):

@@ -20,7 +20,7 @@ import ml_collections
 
 from kopaths.schedules import Schedule
 
-__all__ = ["FlaxVelocity", "LoadedRun", "list_steps", "select_steps", "load_run"]
+__all__ = ["FlaxVelocity", "LoadedRun", "list_steps", "select_steps", "read_run_config", "load_run"]
 
 
 class FlaxVelocity(eqx.Module):
@@ -85,6 +85,17 @@ def select_steps(workdir: str, spec: str) -> list[int]:
     if missing:
         raise ValueError(f"Steps {missing} are not in {workdir}/checkpoints (have {steps}).")
     return chosen
+
+
+def read_run_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict:
+    """The config saved with ``step`` (default: latest) of a training workdir, without restoring
+    any arrays (what a caller needs to choose, e.g., the data's feature network)."""
+    step = select_steps(workdir, "latest" if step is None else str(int(step)))[0]
+    ck = _checkpointer(workdir)
+    try:
+        return ml_collections.ConfigDict(ck.read_config(step))
+    finally:
+        ck.close()
 
 
 def load_run(workdir: str, step: int | None = None, *, use_ema: bool = True) -> LoadedRun:
