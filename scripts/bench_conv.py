@@ -5,7 +5,8 @@ the shapes of the main job's U-Net (batch 32; 28x28x32, the 64->32 decoder convo
 7x7x64), in JAX (:func:`kopaths.models.layers.convolution`, what the U-Net runs on CPU, each pass
 jitted on its own) and in PyTorch (``conv2d`` and ``aten.convolution_backward`` with one output
 each, NCHW as in torchcfm's U-Net, in a child process so that the two thread pools never compete),
-timed in alternating blocks in this run, and prints PyTorch's time / JAX's for each pass (> 1: JAX is faster)::
+timed in alternating blocks in this run, and prints PyTorch's time / JAX's for each pass (> 1: JAX
+is faster)::
 
     python scripts/bench_conv.py            # needs the bench extra: pip install -e '.[bench]'
 
