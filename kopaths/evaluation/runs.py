@@ -87,10 +87,15 @@ def select_steps(workdir: str, spec: str) -> list[int]:
     return chosen
 
 
+def _one_step(workdir: str, step: int | None) -> int:
+    """``step`` (``None``: the latest) as :func:`select_steps` checks it against the committed steps."""
+    return select_steps(workdir, "latest" if step is None else str(int(step)))[0]
+
+
 def read_run_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict:
     """The config saved with ``step`` (default: latest) of a training workdir, without restoring
     any arrays (what a caller needs to choose, e.g., the data's feature network)."""
-    step = select_steps(workdir, "latest" if step is None else str(int(step)))[0]
+    step = _one_step(workdir, step)
     ck = _checkpointer(workdir)
     try:
         return ml_collections.ConfigDict(ck.read_config(step))
@@ -105,7 +110,7 @@ def load_run(workdir: str, step: int | None = None, *, use_ema: bool = True) -> 
     from kopaths.training.checkpointing import IncompatibleCheckpointError  # noqa: PLC0415
     from kopaths.training.path_source import build_schedule  # noqa: PLC0415
 
-    step = select_steps(workdir, "latest" if step is None else str(int(step)))[0]
+    step = _one_step(workdir, step)
     ck = _checkpointer(workdir)
     try:
         config = ml_collections.ConfigDict(ck.read_config(step))
