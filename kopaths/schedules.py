@@ -135,11 +135,14 @@ class Schedule(eqx.Module):
 
         def solve(target):
             # Bisection needs a strict sign change; endpoint targets are answered directly below.
+            # theta_0 < goal < theta_1 makes the residual negative at t = 0 and positive at t = 1,
+            # so its sign is given (flip=False) rather than detected: that saves two evaluations
+            # and an error check, whose host callback would keep JAX from caching the program.
             inside = (target > theta_0) & (target < theta_1)
             goal = jnp.where(inside, target, 0.5 * (theta_0 + theta_1))
             sol = optx.root_find(
                 lambda t, _: self.angle(t) - goal,
-                optx.Bisection(rtol=0.0, atol=4 * jnp.finfo(dtype).eps),
+                optx.Bisection(rtol=0.0, atol=4 * jnp.finfo(dtype).eps, flip=False),
                 jnp.asarray(0.5, dtype),
                 options=dict(lower=lo, upper=hi),
                 max_steps=128,

@@ -4,6 +4,7 @@ Every case runs against an output folder that already holds finished results, an
 those files are byte-for-byte unchanged afterwards.
 """
 
+import json
 import os
 import resource
 import signal
@@ -244,3 +245,38 @@ def test_evaluate_with_the_builtin_classifier_needs_a_dataset_that_has_one(tiny_
     assert cli.main(["evaluate", "--workdir", workdir, "--classifier", "builtin"]) == 2  # a 7x7 run: none shipped
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("kopaths evaluate: error:") and "No shipped FD classifier" in last
+
+
+def test_compilation_cache_folder_follows_the_environment():
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache", "kopaths", "xla")
+    assert cli._compilation_cache_dir({}) == home_cache
+    assert cli._compilation_cache_dir({"XDG_CACHE_HOME": ""}) == home_cache
+    assert cli._compilation_cache_dir({"XDG_CACHE_HOME": "/c"}) == os.path.join("/c", "kopaths", "xla")
+    assert cli._compilation_cache_dir({"JAX_COMPILATION_CACHE_DIR": "/j", "XDG_CACHE_HOME": "/c"}) == "/j"
+    assert cli._compilation_cache_dir({"JAX_COMPILATION_CACHE_DIR": "", "XDG_CACHE_HOME": "/c"}) is None
+
+
+def test_the_command_line_caches_compiled_programs_and_a_cached_rerun_gives_the_same_result(tmp_path):
+    data = tmp_path / "data.npy"
+    np.save(data, np.random.default_rng(2).uniform(size=(200, 4, 4, 1)).astype(np.float32))
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    cache = tmp_path / "cache" / "kopaths" / "xla"
+    argv = [*KOPATHS, "separation", "--array", str(data), *SMALL, "--outdir"]
+    results = []
+    for run in ("first", "cached"):
+        done = subprocess.run([*argv, str(tmp_path / run)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        entries = sorted(p.name for p in cache.iterdir())
+        assert entries, "nothing was written to the compilation cache"
+        record = json.loads((tmp_path / run / "lambda.json").read_text())
+        results.append({k: v for k, v in record.items() if k != "seconds"})
+        if run == "first":
+            first_entries = entries
+    assert entries == first_entries  # the rerun compiled nothing new
+    assert results[0] == results[1]
+    # An empty JAX_COMPILATION_CACHE_DIR switches the cache off.
+    env.update(JAX_COMPILATION_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "unused"))
+    done = subprocess.run([*argv, str(tmp_path / "uncached")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "unused" / "kopaths").exists()
