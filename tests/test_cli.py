@@ -1,7 +1,8 @@
-"""Bad input through the ``kopaths`` CLI: one-line errors, exit status 2, nothing earlier lost.
+"""The ``kopaths`` CLI: bad input, interruptions, and its compilation cache.
 
-Every case runs against an output folder that already holds finished results, and checks that
-those files are byte-for-byte unchanged afterwards.
+Bad input gives one-line errors and exit status 2 with nothing earlier lost: every such case runs
+against an output folder that already holds finished results, and checks that those files are
+byte-for-byte unchanged afterwards.
 """
 
 import json
